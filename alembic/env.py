@@ -1,0 +1,112 @@
+"""Alembic environment for reflexio_store.
+
+The database comes from `config.attributes["storage"]` (code, tests, the CLI), else `-x url=...`,
+else the environment (REFLEXIO_DB_URL and friends). Migrations always run on the writer, inside one
+transaction: on PostgreSQL under an advisory lock, so concurrent upgraders wait and then find the
+work done; on SQLite under BEGIN IMMEDIATE, which serialises them the same way.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from alembic import context
+from reflexio_store.migrations import (
+    MIGRATION_LOCK_KEY,
+    autogenerate_options,
+    check_pgvector,
+    migration_engine,
+    set_compare_dialect,
+)
+from reflexio_store.models import Base
+from reflexio_store.settings import (
+    ResolvedStorage,
+    StorageConfigPostgres,
+    StorageConfigSQLite,
+    resolve_storage,
+)
+from reflexio_store.urls import parse_database_url
+
+config = context.config
+x_args = context.get_x_argument(as_dictionary=True)
+
+
+def _storage() -> ResolvedStorage:
+    storage = config.attributes.get("storage")
+    if storage is not None:
+        return storage  # type: ignore[no-any-return]
+    url = x_args.get("url")
+    if url is None:
+        return resolve_storage()
+    if parse_database_url(url).backend == "sqlite":
+        return resolve_storage(StorageConfigSQLite(db_url=url))
+    return resolve_storage(StorageConfigPostgres(db_url=url))
+
+
+storage = _storage()
+schema = x_args.get("schema") or storage.schema
+if schema == "public":
+    schema = None
+config.attributes.setdefault("embedding_dimensions", storage.embedding_dimensions)
+target_metadata = Base.metadata
+
+
+def run_migrations_offline() -> None:
+    set_compare_dialect(storage.backend)
+    context.configure(
+        url=storage.writer_url.url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        transactional_ddl=True,
+        **autogenerate_options(schema),
+    )
+    with context.begin_transaction():
+        if schema:
+            context.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            context.execute(f'SET search_path TO "{schema}", public')
+        context.run_migrations()
+
+
+def _run(connection: object) -> None:
+    from sqlalchemy.engine import Connection
+
+    assert isinstance(connection, Connection)
+    set_compare_dialect(connection.dialect.name)
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"{MIGRATION_LOCK_KEY}:{schema or 'public'}"},
+        )
+        check_pgvector(connection, storage.writer_url.masked())
+        if schema:
+            connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            path = connection.exec_driver_sql("SHOW search_path").scalar()
+            connection.exec_driver_sql(f'SET LOCAL search_path TO "{schema}", {path}')
+            # Reflection (alembic check) must look at this schema, not the role's default.
+            connection.dialect.default_schema_name = schema
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        transactional_ddl=True,
+        **autogenerate_options(schema),
+    )
+    context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    given = config.attributes.get("connection")
+    if given is not None:
+        _run(given)
+        return
+    engine = migration_engine(storage)
+    try:
+        with engine.connect() as connection, connection.begin():
+            _run(connection)
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

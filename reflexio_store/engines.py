@@ -1,0 +1,196 @@
+"""Engine factories. Plain functions of their arguments: they know nothing of settings.
+
+SQLite: the pysqlite3 driver (SQLite 3.51 with extension loading) when installed, so that sqlite-vec
+loads even where the Python's own sqlite3 cannot load extensions; WAL, busy_timeout, foreign_keys
+and synchronous=NORMAL on connect; write transactions begin with BEGIN IMMEDIATE so concurrent
+writers queue on the busy timeout instead of failing mid-transaction.
+
+PostgreSQL: psycopg 3, a bounded pool (no overflow) with pre-ping, labelled by application_name.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from types import ModuleType
+from typing import Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from reflexio_store.pool import BoundedAsyncQueuePool, BoundedQueuePool, labelled_pool_class
+from reflexio_store.settings import PoolSettings
+from reflexio_store.urls import DatabaseURL
+
+Role = Literal["writer", "reader"]
+WRITE_OPTION = "reflexio_store_write"
+"""Execution option marking a connection whose transactions write (SQLite: BEGIN IMMEDIATE)."""
+
+log = logging.getLogger(__name__)
+
+
+def sqlite_module() -> ModuleType:
+    """pysqlite3 (extension loading guaranteed) when installed, else the standard sqlite3."""
+    try:
+        import pysqlite3.dbapi2 as module  # type: ignore[import-not-found]
+
+        return module  # type: ignore[no-any-return]
+    except ImportError:  # pragma: no cover - depends on the platform's wheels
+        return sqlite3
+
+
+def _load_sqlite_vec(dbapi_connection: Any) -> bool:
+    try:
+        import sqlite_vec
+
+        dbapi_connection.enable_load_extension(True)
+        try:
+            sqlite_vec.load(dbapi_connection)
+        finally:
+            dbapi_connection.enable_load_extension(False)
+        return True
+    except (AttributeError, ImportError, sqlite3.Error) as exc:
+        log.warning("sqlite-vec could not be loaded (%s); vector search is unavailable", exc)
+        return False
+    except Exception as exc:  # pysqlite3 raises its own Error classes
+        log.warning("sqlite-vec could not be loaded (%s); vector search is unavailable", exc)
+        return False
+
+
+def _apply_sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int, memory: bool) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _install_sqlite_transaction_control(engine: Engine) -> None:
+    """Let SQLAlchemy, not the driver, emit BEGIN (SQLAlchemy's documented pysqlite recipe)."""
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def _sqlite_path(url: DatabaseURL) -> str:
+    path = url.sqlite_path
+    if path is None:
+        return ":memory:"
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def create_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> Engine:
+    module = sqlite_module()
+    memory = url.is_memory
+    busy_ms = int(pool.acquire_timeout * 1000)
+    kwargs: dict[str, Any] = {"module": module, "pool_logging_name": "reflexio_store.sqlite"}
+    if memory:
+        # One shared connection: each new :memory: connection would be a separate empty database.
+        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        target: URL | str = "sqlite://"
+    else:
+        kwargs.update(
+            poolclass=labelled_pool_class(BoundedQueuePool, "writer"),
+            pool_size=pool.size,
+            max_overflow=0,
+            pool_timeout=pool.acquire_timeout,
+            connect_args={"check_same_thread": False, "timeout": pool.acquire_timeout},
+        )
+        target = f"sqlite:///{_sqlite_path(url)}"
+    engine = create_engine(target, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        _load_sqlite_vec(dbapi_connection)
+        _apply_sqlite_pragmas(dbapi_connection, busy_ms, memory)
+
+    _install_sqlite_transaction_control(engine)
+    return engine
+
+
+def create_async_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> AsyncEngine:
+    import aiosqlite
+
+    module = sqlite_module()
+    path = _sqlite_path(url)
+    busy_ms = int(pool.acquire_timeout * 1000)
+
+    def connector() -> Any:
+        # Runs in aiosqlite's worker thread, so the extension loads on the thread that owns it.
+        conn = module.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=pool.acquire_timeout
+        )
+        _load_sqlite_vec(conn)
+        return conn
+
+    async def creator() -> Any:
+        connection = aiosqlite.Connection(connector, 64)
+        # A pooled connection's worker thread must not keep the interpreter alive at exit; what
+        # it committed is already durable (WAL), and uncommitted work is rolled back by SQLite.
+        connection._thread.daemon = True
+        return await connection
+
+    kwargs: dict[str, Any] = {"async_creator": creator}
+    if url.is_memory:
+        kwargs["poolclass"] = StaticPool
+    else:
+        kwargs.update(
+            poolclass=labelled_pool_class(BoundedAsyncQueuePool, "writer"),
+            pool_size=pool.size,
+            max_overflow=0,
+            pool_timeout=pool.acquire_timeout,
+        )
+    engine = create_async_engine("sqlite+aiosqlite://", **kwargs)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        _apply_sqlite_pragmas(dbapi_connection, busy_ms, url.is_memory)
+
+    _install_sqlite_transaction_control(engine.sync_engine)
+    return engine
+
+
+def _postgres_kwargs(
+    role: Role, pool: PoolSettings, schema: str | None, base_pool: type[Any]
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "poolclass": labelled_pool_class(base_pool, role),
+        "pool_size": pool.size,
+        "max_overflow": 0,
+        "pool_timeout": pool.acquire_timeout,
+        "pool_pre_ping": True,
+        "pool_logging_name": f"reflexio_store.{role}",
+        "connect_args": {"application_name": f"reflexio_store.{role}", "connect_timeout": 10},
+        "hide_parameters": True,
+    }
+    if schema:
+        kwargs["execution_options"] = {"schema_translate_map": {None: schema}}
+    return kwargs
+
+
+def create_postgres_engine(
+    url: DatabaseURL, pool: PoolSettings, *, role: Role, schema: str | None
+) -> Engine:
+    return create_engine(url.url, **_postgres_kwargs(role, pool, schema, BoundedQueuePool))
+
+
+def create_async_postgres_engine(
+    url: DatabaseURL, pool: PoolSettings, *, role: Role, schema: str | None
+) -> AsyncEngine:
+    return create_async_engine(
+        url.url, **_postgres_kwargs(role, pool, schema, BoundedAsyncQueuePool)
+    )

@@ -1,0 +1,43 @@
+"""The exceptions reflexio_store raises. Every message says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class ReflexioStoreError(Exception):
+    """Base class of every error raised by reflexio_store."""
+
+
+class ConfigurationError(ReflexioStoreError, ValueError):
+    """A setting or URL is invalid."""
+
+
+class DriverMissingError(ConfigurationError):
+    """A database driver needed by the configured URL is not installed."""
+
+
+class PoolTimeoutError(ReflexioStoreError, TimeoutError):
+    """No pooled connection became free within the acquire timeout."""
+
+
+class ReadOnlySessionError(ReflexioStoreError):
+    """A write was attempted through a reader session."""
+
+
+class SchemaNotReadyError(ReflexioStoreError):
+    """The database schema is not at the revision this version of reflexio_store needs."""
+
+
+class PgVectorUnavailableError(ReflexioStoreError):
+    """The PostgreSQL server has no pgvector extension available."""
+
+
+class ValidationError(ReflexioStoreError, ValueError):
+    """Input to a store operation is invalid; nothing was written."""
+
+
+class NotFoundError(ReflexioStoreError, LookupError):
+    """A row that an operation needs does not exist."""
+
+
+class ConflictError(ReflexioStoreError):
+    """An operation conflicts with existing data (a duplicate key, a lock held by another owner)."""

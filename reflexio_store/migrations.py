@@ -1,0 +1,223 @@
+"""Running the Alembic migrations from code and the CLI, and the hooks env.py shares with tests.
+
+The migrations live in the repository's top-level alembic/ folder; wheels carry the same folder
+as reflexio_store/_alembic (see pyproject.toml), so `reflexio-store migrate` works when installed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, pool, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+from reflexio_store.errors import PgVectorUnavailableError, SchemaNotReadyError
+from reflexio_store.settings import ResolvedStorage
+from reflexio_store.types import Embedding, SearchVector
+
+VERSION_TABLE = "alembic_version"
+MIGRATION_LOCK_KEY = "reflexio_store.migrate"
+FTS_TABLE_SUFFIXES = ("_fts", "_fts_data", "_fts_idx", "_fts_content", "_fts_docsize", "_fts_config")
+
+
+def script_location() -> str:
+    packaged = Path(__file__).parent / "_alembic"
+    if (packaged / "env.py").exists():
+        return str(packaged)
+    return str(Path(__file__).resolve().parent.parent / "alembic")
+
+
+def alembic_config(storage: ResolvedStorage | None = None, stdout: TextIO | None = None) -> Config:
+    """An Alembic Config for the packaged migrations, carrying `storage` to env.py."""
+    ini = Path(script_location()).parent / "alembic.ini"
+    cfg = Config(str(ini) if ini.exists() else None, stdout=stdout or sys.stdout)
+    cfg.set_main_option("script_location", script_location())
+    if storage is not None:
+        cfg.attributes["storage"] = storage
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade(storage: ResolvedStorage, revision: str = "head", *, sql: bool = False) -> None:
+    command.upgrade(alembic_config(storage), revision, sql=sql)
+
+
+def downgrade(storage: ResolvedStorage, revision: str = "base", *, sql: bool = False) -> None:
+    command.downgrade(alembic_config(storage), revision, sql=sql)
+
+
+def current_revision(connection: Connection, schema: str | None) -> str | None:
+    ctx = MigrationContext.configure(connection, opts={"version_table_schema": schema})
+    heads = ctx.get_current_heads()
+    return heads[0] if heads else None
+
+
+def migration_engine(storage: ResolvedStorage) -> Engine:
+    """A short-lived engine for migrations: always the writer, never pooled."""
+    from sqlalchemy import create_engine
+
+    from reflexio_store.engines import WRITE_OPTION, create_sqlite_engine
+
+    if storage.backend == "sqlite":
+        if storage.writer_url.is_memory:
+            raise SchemaNotReadyError(
+                "An in-memory SQLite database cannot be migrated by a separate engine; "
+                "use a file URL, or let the session factory migrate it on first use."
+            )
+        return create_sqlite_engine(storage.writer_url, storage.writer_pool).execution_options(
+            **{WRITE_OPTION: True}
+        )
+    return create_engine(
+        storage.writer_url.url,
+        poolclass=pool.NullPool,
+        connect_args={"application_name": "reflexio_store.migrate", "connect_timeout": 10},
+        hide_parameters=True,
+    )
+
+
+def check_pgvector(connection: Connection, where: str) -> None:
+    """Make sure the vector extension exists (creating it where allowed), or fail clearly."""
+    row = connection.execute(
+        text(
+            "SELECT default_version, installed_version FROM pg_available_extensions "
+            "WHERE name = 'vector'"
+        )
+    ).first()
+    version = connection.execute(text("SHOW server_version")).scalar()
+    if row is None:
+        raise PgVectorUnavailableError(
+            f"The PostgreSQL server at {where} (version {version}) has no pgvector extension "
+            "available, and reflexio_store needs it for vector search. Install pgvector on the "
+            "server (for example the postgresql-<version>-pgvector package, or a managed "
+            "PostgreSQL that ships it), then run the migration again."
+        )
+    if row.installed_version is None:
+        try:
+            with connection.begin_nested():
+                connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public"))
+        except (ProgrammingError, OperationalError):
+            raise PgVectorUnavailableError(
+                f"pgvector {row.default_version} is available on {where} but this role may not "
+                "create extensions. Ask a superuser to run: CREATE EXTENSION vector;"
+            ) from None
+
+
+# -- hooks shared by env.py (alembic check) and the test that compares models with migrations --
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    if type_ == "table" and name is not None:
+        if name.endswith(FTS_TABLE_SUFFIXES) or name.startswith("sqlite_"):
+            return False
+    return True
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    if type_ == "index" and not reflected:
+        ddl_if = getattr(obj, "_ddl_if", None)
+        dialect = getattr(ddl_if, "dialect", None)
+        bind_dialect = _current_dialect.get("name")
+        if dialect is not None and bind_dialect is not None and dialect != bind_dialect:
+            return False
+    return True
+
+
+_current_dialect: dict[str, str] = {}
+
+
+def set_compare_dialect(name: str) -> None:
+    _current_dialect["name"] = name
+
+
+def compare_type(
+    context: Any,
+    inspected_column: Any,
+    metadata_column: Any,
+    inspected_type: Any,
+    metadata_type: Any,
+) -> bool | None:
+    # The embedding size is a deployment setting fixed by the first migration, not a model fact.
+    if isinstance(metadata_type, (Embedding, SearchVector)):
+        return False
+    return None
+
+
+def autogenerate_options(schema: str | None) -> dict[str, Any]:
+    return {
+        "include_name": include_name,
+        "include_object": include_object,
+        "compare_type": compare_type,
+        "compare_server_default": False,
+        "version_table_schema": schema,
+        "render_as_batch": True,
+    }
+
+
+def schema_differences(connection: Connection, schema: str | None = None) -> list[Any]:
+    """What autogenerate would change: empty when the database matches the models."""
+    from reflexio_store.models import Base
+
+    set_compare_dialect(connection.dialect.name)
+    ctx = MigrationContext.configure(connection, opts=autogenerate_options(schema))
+    return list(compare_metadata(ctx, Base.metadata))
+
+
+@contextmanager
+def _schema_search_path(connection: Connection, schema: str | None) -> Iterator[None]:
+    if schema and connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f'SET search_path TO "{schema}", public')
+    yield
+
+
+def ensure_schema_ready(storage: ResolvedStorage, engine: Engine) -> None:
+    """Called once per session factory: migrate when allowed, else require head."""
+    head = head_revision()
+    try:
+        with engine.connect() as connection:
+            exists = inspect(connection).has_table(VERSION_TABLE, schema=storage.schema)
+            current = current_revision(connection, storage.schema) if exists else None
+    except DBAPIError as exc:
+        raise SchemaNotReadyError(
+            f"Could not read the schema revision from {storage.writer_url.masked()}: "
+            f"{type(exc.orig).__name__}. Check that the database is reachable."
+        ) from None
+    if current == head:
+        return
+    if storage.auto_migrate:
+        if storage.writer_url.is_memory:
+            _upgrade_in_place(engine, storage)
+        else:
+            upgrade(storage)
+        return
+    state = "has no reflexio_store tables" if current is None else f"is at revision {current}"
+    raise SchemaNotReadyError(
+        f"The database {storage.writer_url.masked()} (schema {storage.schema or 'public'}) "
+        f"{state}, but this version of reflexio_store needs {head}. Run `alembic upgrade head` "
+        "(or `reflexio-store migrate`), or set REFLEXIO_AUTO_MIGRATE=true."
+    )
+
+
+def _upgrade_in_place(engine: Engine, storage: ResolvedStorage) -> None:
+    """In-memory SQLite lives in one connection: migrate through the factory's own engine."""
+    from reflexio_store.engines import WRITE_OPTION
+
+    cfg = alembic_config(storage)
+    with engine.execution_options(**{WRITE_OPTION: True}).connect() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+        connection.commit()

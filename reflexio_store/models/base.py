@@ -1,0 +1,120 @@
+"""The declarative base: naming convention and the type map shared by every model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from sqlalchemy import Computed, Enum, Index, MetaData, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from reflexio_store.enums import PlaybookReviewStatus, Status
+from reflexio_store.types import BigIntPK, Embedding, JSONType, SearchVector, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _enum(enum_cls: type[Status] | type[PlaybookReviewStatus], name: str) -> Enum:
+    return Enum(
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSONType,
+        list[Any]: JSONType,
+        Sequence[float]: Embedding(),
+        Status: _enum(Status, "status"),
+        PlaybookReviewStatus: _enum(PlaybookReviewStatus, "playbook_status"),
+    }
+    # Generated columns (full-text vectors) are never fetched back after INSERT.
+    __mapper_args__ = {"eager_defaults": False}
+
+
+IntPK = Annotated[int, mapped_column(BigIntPK, primary_key=True, autoincrement=True)]
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# Python-side defaults give every row microsecond UTC timestamps in one format on both databases;
+# the server default covers rows written by other tools.
+CreatedAt = Annotated[
+    datetime, mapped_column(default=utc_now, server_default=func.now(), nullable=False)
+]
+UpdatedAt = Annotated[
+    datetime,
+    mapped_column(default=utc_now, onupdate=utc_now, server_default=func.now(), nullable=False),
+]
+
+
+class tsvector_source(ColumnElement[Any]):  # noqa: N801 - reads as a SQL function
+    """The expression a generated full-text column is computed from.
+
+    PostgreSQL: to_tsvector('english', ...) over the searched text columns. SQLite keeps full text
+    in FTS5 tables (kept in step by triggers), so there the generated column is NULL.
+    """
+
+    inherit_cache = False
+
+    def __init__(self, *columns: str) -> None:
+        self.columns = columns
+
+
+@compiles(tsvector_source, "postgresql")
+def _tsvector_pg(element: tsvector_source, compiler: SQLCompiler, **kw: Any) -> str:
+    joined = " || ' ' || ".join(f"coalesce({c}, '')" for c in element.columns)
+    return f"to_tsvector('english'::regconfig, {joined})"
+
+
+@compiles(tsvector_source)
+def _tsvector_default(element: tsvector_source, compiler: SQLCompiler, **kw: Any) -> str:
+    return "NULL"
+
+
+def search_vector_column(*columns: str) -> Mapped[str | None]:
+    """A generated, deferred full-text column over `columns` (never loaded unless asked for)."""
+    return mapped_column(
+        SearchVector(),
+        Computed(tsvector_source(*columns), persisted=True),
+        deferred=True,
+        nullable=True,
+    )
+
+
+def pg_only(index: Index) -> Index:
+    """An index that only PostgreSQL builds (HNSW, GIN); SQLite has its own structures."""
+    return index.ddl_if(dialect="postgresql")
+
+
+def hnsw_index(table: str) -> Index:
+    return pg_only(
+        Index(
+            f"ix_{table}_embedding_hnsw",
+            "embedding",
+            postgresql_using="hnsw",
+            postgresql_ops={"embedding": "vector_cosine_ops"},
+        )
+    )
+
+
+def fulltext_index(table: str) -> Index:
+    return pg_only(Index(f"ix_{table}_search_vector", "search_vector", postgresql_using="gin"))

@@ -1,0 +1,61 @@
+"""The Reflexio storage contract: `Store` (sync) and `AsyncStore` (asyncio) over one
+organization's SessionFactory. Operations are declared once in the mixins below."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from reflexio_store.sessions import SessionFactory, get_session_factory
+from reflexio_store.settings import StorageConfig
+from reflexio_store.store._operation import Operation
+
+
+class _StoreBase:
+    def __init__(self, factory: SessionFactory | None = None) -> None:
+        self.factory = factory if factory is not None else get_session_factory()
+
+    @classmethod
+    def from_config(cls, config: StorageConfig | None = None) -> Any:
+        return cls(get_session_factory(config))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.factory!r})"
+
+
+class Store(_StoreBase):
+    """Synchronous store. Every method opens (and closes) its own session on the right engine."""
+
+    def _bind(self, op: Operation[Any, Any]) -> Callable[..., Any]:
+        factory = self.factory
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if op.route == "write":
+                with factory.writer() as session:
+                    return op.fn(session, *args, **kwargs)
+            consistency = "strong" if op.route == "fresh" else kwargs.get("consistency", "eventual")
+            with factory.reader(consistency) as session:
+                return op.fn(session, *args, **kwargs)
+
+        call.__name__ = op.name
+        call.__doc__ = op.fn.__doc__
+        return call
+
+
+class AsyncStore(_StoreBase):
+    """The same operations for asyncio: `await store.add_profiles(...)`."""
+
+    def _bind(self, op: Operation[Any, Any]) -> Callable[..., Any]:
+        factory = self.factory
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if op.route == "write":
+                async with factory.async_writer() as session:
+                    return await session.run_sync(op.fn, *args, **kwargs)
+            consistency = "strong" if op.route == "fresh" else kwargs.get("consistency", "eventual")
+            async with factory.async_reader(consistency) as session:
+                return await session.run_sync(op.fn, *args, **kwargs)
+
+        call.__name__ = op.name
+        call.__doc__ = op.fn.__doc__
+        return call

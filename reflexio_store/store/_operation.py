@@ -1,0 +1,70 @@
+"""One definition per store operation, usable from a sync `Store` and an async `AsyncStore`.
+
+An operation is a plain function `fn(session, *args, **kwargs)` plus a route:
+- "write": a writer session (primary), committed on success, rolled back on error.
+- "fresh": a read-only session on the primary: reads that generation depends on (pending rows,
+  operation state, locks, counts) and must see every committed write.
+- "read": a read-only session on the reader (replica) unless the call passes
+  `consistency="strong"`. Searches, gets and listings use this route.
+
+Declared once on a mixin class, e.g. `add_profiles = write(profiles.add_profiles)`, the same
+attribute is a sync method on `Store` and a coroutine method on `AsyncStore` (which runs the same
+function through `AsyncSession.run_sync`, on real asyncio drivers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
+
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from reflexio_store.store import AsyncStore, Store
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Route = Literal["write", "fresh", "read"]
+
+
+class Operation(Generic[P, T]):
+    def __init__(self, fn: Callable[Concatenate[Session, P], T], route: Route) -> None:
+        self.fn = fn
+        self.route = route
+        self.__doc__ = fn.__doc__
+        self.name = fn.__name__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Operation[P, T]: ...
+    @overload
+    def __get__(self, obj: AsyncStore, owner: type) -> Callable[P, Awaitable[T]]: ...
+    @overload
+    def __get__(self, obj: Store, owner: type) -> Callable[P, T]: ...
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+        return obj._bind(self)
+
+
+def write(fn: Callable[Concatenate[Session, P], T]) -> Operation[P, T]:
+    return Operation(fn, "write")
+
+
+def fresh(fn: Callable[Concatenate[Session, P], T]) -> Operation[P, T]:
+    return Operation(fn, "fresh")
+
+
+def read(fn: Callable[Concatenate[Session, P], T]) -> Operation[P, T]:
+    return Operation(fn, "read")
+
+
+def embedding_dimensions(session: Session) -> int:
+    """The deployment's vector size, put in every session's info by the SessionFactory."""
+    return int(session.info.get("embedding_dimensions", 512))
+
+
+def backend(session: Session) -> str:
+    return str(session.info.get("backend") or session.get_bind().dialect.name)

@@ -1,0 +1,132 @@
+"""Column types that mean the same on SQLite and PostgreSQL.
+
+- `UTCDateTime`: aware UTC datetimes in and out; naive values are refused.
+- `JSONType`: JSONB on PostgreSQL, JSON on SQLite; Python objects come back on both.
+- `Embedding(dim)`: pgvector `vector(dim)` on PostgreSQL; packed float32 bytes on SQLite (the
+  format sqlite-vec reads), never JSON text.
+- `SearchVector`: the type of the generated full-text column (tsvector on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, LargeBinary, Text
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from reflexio_store.errors import ValidationError
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+"""A 64-bit key; INTEGER on SQLite so that it aliases the rowid (stable across VACUUM)."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """timestamptz on PostgreSQL; ISO text in UTC on SQLite. Always aware UTC in Python."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise ValidationError(f"Expected a datetime, got {type(value).__name__}.")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationError(
+                f"Naive datetime {value.isoformat()} refused: pass a timezone-aware value, "
+                "e.g. datetime.now(timezone.utc)."
+            )
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            # Stored without offset so that text comparison orders correctly.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def as_vector(value: Any, dimensions: int | None) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Validate an embedding and return it as a float32 array; raise ValidationError otherwise."""
+    if isinstance(value, (str, bytes)):
+        raise ValidationError("An embedding must be a sequence of numbers, not text or bytes.")
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValidationError("An embedding must be a sequence of numbers.") from None
+    if array.ndim != 1 or (dimensions is not None and array.shape[0] != dimensions):
+        got = array.shape[0] if array.ndim == 1 else f"shape {array.shape}"
+        raise ValidationError(
+            f"Embedding has {got} dimensions; this store is configured for {dimensions} "
+            "(REFLEXIO_EMBEDDING_DIMENSIONS)."
+        )
+    if not np.isfinite(array).all():
+        raise ValidationError("Embedding contains NaN or infinite values; pass finite numbers.")
+    if not array.any():
+        raise ValidationError("Embedding is all zeros; cosine similarity is undefined for it.")
+    return array
+
+
+class Embedding(TypeDecorator[Sequence[float]]):
+    """A fixed-size float vector: pgvector on PostgreSQL, float32 blob on SQLite."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def __init__(self, dimensions: int | None = None) -> None:
+        # Models declare no size: the size is a deployment setting (REFLEXIO_EMBEDDING_DIMENSIONS)
+        # fixed in the schema by the first migration and checked by the store on every write.
+        super().__init__()
+        self.dimensions = dimensions
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Vector(self.dimensions))
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        array = as_vector(value, self.dimensions)
+        if dialect.name == "postgresql":
+            return array
+        return array.tobytes()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[float] | None:
+        if value is None:
+            return None
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return np.frombuffer(bytes(value), dtype=np.float32).tolist()
+        return [float(x) for x in (value.tolist() if hasattr(value, "tolist") else value)]
+
+    def copy(self, **kw: Any) -> Embedding:
+        return Embedding(self.dimensions)
+
+
+class SearchVector(TypeDecorator[str]):
+    """The generated full-text column: tsvector on PostgreSQL (GIN-indexed). SQLite keeps its
+    full-text index in FTS5 tables instead, so there the column is a virtual NULL."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(TSVECTOR())
+        return dialect.type_descriptor(Text())
+
+
+def is_finite_number(value: float) -> bool:
+    return not (math.isnan(value) or math.isinf(value))

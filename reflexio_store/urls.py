@@ -1,0 +1,92 @@
+"""Parsing and normalising database URLs, and masking their secrets."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from reflexio_store.errors import ConfigurationError, DriverMissingError
+
+Backend = Literal["sqlite", "postgresql"]
+
+ACCEPTED_FORMS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db, sqlite:///:memory:, "
+    "postgres://user:password@host:5432/db, postgresql://... or postgresql+psycopg://..."
+)
+
+_POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg"}
+_SQLITE_SCHEMES = {"sqlite", "sqlite+pysqlite"}
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    """A validated database URL: which backend, the SQLAlchemy URL, and a printable form."""
+
+    backend: Backend
+    url: URL
+
+    @property
+    def is_memory(self) -> bool:
+        return self.backend == "sqlite" and self.url.database in (None, "", ":memory:")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.backend != "sqlite" or self.is_memory:
+            return None
+        return Path(str(self.url.database))
+
+    def masked(self) -> str:
+        """The URL with its password hidden: safe for logs, reprs and error messages."""
+        return mask_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"DatabaseURL({self.masked()!r})"
+
+    __str__ = masked
+
+
+def mask_url(url: URL | str) -> str:
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return "<unparseable URL>"
+    return url.render_as_string(hide_password=True)
+
+
+def parse_database_url(raw: str | URL) -> DatabaseURL:
+    """Validate a URL and normalise it to the driver reflexio_store uses.
+
+    postgres://, postgresql:// and postgresql+psycopg:// all mean PostgreSQL through psycopg 3.
+    sqlite:/// paths are relative to the working directory; sqlite://// paths are absolute.
+    """
+    try:
+        url = make_url(raw) if isinstance(raw, str) else raw
+    except ArgumentError:
+        raise ConfigurationError(
+            "The database URL could not be parsed. Accepted forms: " + ACCEPTED_FORMS
+        ) from None
+    scheme = url.drivername
+    if scheme in _POSTGRES_SCHEMES:
+        if importlib.util.find_spec("psycopg") is None:
+            raise DriverMissingError(
+                "A PostgreSQL URL is configured but psycopg 3 is not installed. "
+                "Install it with: pip install 'psycopg[binary]>=3.2'"
+            )
+        return DatabaseURL("postgresql", url.set(drivername="postgresql+psycopg"))
+    if scheme in _SQLITE_SCHEMES:
+        if url.host or url.username or url.password:
+            raise ConfigurationError(
+                f"SQLite URLs take a path, not a host: got {mask_url(url)}. "
+                "Accepted forms: " + ACCEPTED_FORMS
+            )
+        return DatabaseURL("sqlite", url.set(drivername="sqlite"))
+    raise ConfigurationError(
+        f"Unsupported database URL scheme {scheme!r} in {mask_url(url)}. "
+        "Accepted forms: " + ACCEPTED_FORMS
+    )

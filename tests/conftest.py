@@ -1,0 +1,129 @@
+"""Test fixtures: real SQLite files, and a real PostgreSQL + pgvector primary with a streaming
+replica started for the session (or external servers named by REFLEXIO_TEST_POSTGRES_URL and
+REFLEXIO_TEST_POSTGRES_READ_URL). A PostgreSQL that cannot start fails the run; it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from reflexio_store import SessionFactory, StorageConfigPostgres, StorageConfigSQLite
+from reflexio_store.migrations import upgrade
+from reflexio_store.settings import StorageSettings, resolve_storage
+
+ENV_PREFIXES = ("REFLEXIO_", "DATA_DB_URL", "SQLITE_FILE_DIRECTORY", "INTERACTION_CLEANUP")
+
+
+@dataclass(frozen=True)
+class PgEndpoints:
+    primary_url: str
+    replica_url: str | None
+
+    def wait_for_replica(self, timeout: float = 15.0) -> None:
+        """Block until the replica has replayed everything written on the primary so far."""
+        if self.replica_url is None:
+            return
+        primary = create_engine(self.primary_url, poolclass=_null_pool())
+        replica = create_engine(self.replica_url, poolclass=_null_pool())
+        try:
+            with primary.connect() as conn:
+                target = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one()
+            deadline = time.monotonic() + timeout
+            with replica.connect() as conn:
+                while True:
+                    done = conn.execute(
+                        text("SELECT pg_last_wal_replay_lsn() >= CAST(:t AS pg_lsn)"), {"t": target}
+                    ).scalar_one()
+                    conn.rollback()
+                    if done:
+                        return
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"replica did not replay up to {target} in {timeout}s")
+                    time.sleep(0.005)  # polling a real condition, bounded by the deadline
+        finally:
+            primary.dispose()
+            replica.dispose()
+
+
+def _null_pool() -> type:
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read the developer's REFLEXIO_* settings by accident."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIXES):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgEndpoints]:
+    external = os.environ.get("REFLEXIO_TEST_POSTGRES_URL")
+    if external:
+        yield PgEndpoints(external, os.environ.get("REFLEXIO_TEST_POSTGRES_READ_URL"))
+        return
+    from tests.support.pg_cluster import start_cluster
+
+    base = Path(tempfile.mkdtemp(prefix="rxs-pg-", dir="/tmp"))
+    cluster = start_cluster(base)  # raises ClusterStartError with the reason: the run fails
+    try:
+        yield PgEndpoints(cluster.primary_url, cluster.replica_url)
+    finally:
+        cluster.stop()
+
+
+def _settings() -> StorageSettings:
+    return StorageSettings()
+
+
+def make_pg_config(pg: PgEndpoints, schema: str, **kwargs: object) -> StorageConfigPostgres:
+    return StorageConfigPostgres(
+        db_url=pg.primary_url, read_db_url=pg.replica_url, schema=schema, **kwargs
+    )
+
+
+@pytest.fixture
+def pg_schema(pg: PgEndpoints) -> Iterator[str]:
+    """A fresh PostgreSQL schema migrated to head, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    upgrade(resolve_storage(make_pg_config(pg, schema), _settings()))
+    pg.wait_for_replica()
+    yield schema
+    engine = create_engine(pg.primary_url, poolclass=_null_pool())
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_factory(pg: PgEndpoints, pg_schema: str) -> Iterator[SessionFactory]:
+    factory = SessionFactory.from_config(make_pg_config(pg, pg_schema), settings=_settings())
+    yield factory
+    factory.dispose()
+
+
+@pytest.fixture
+def sqlite_factory(tmp_path: Path) -> Iterator[SessionFactory]:
+    config = StorageConfigSQLite(db_url=f"sqlite:///{tmp_path / 'reflexio.db'}")
+    factory = SessionFactory.from_config(config, settings=_settings())
+    yield factory
+    factory.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def factory(request: pytest.FixtureRequest) -> SessionFactory:
+    """The same test on an SQLite file and on PostgreSQL (primary + replica)."""
+    name = "sqlite_factory" if request.param == "sqlite" else "pg_factory"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
