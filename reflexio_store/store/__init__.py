@@ -9,6 +9,27 @@ from typing import Any
 from reflexio_store.sessions import SessionFactory, get_session_factory
 from reflexio_store.settings import StorageConfig
 from reflexio_store.store._operation import Operation
+from reflexio_store.store.memories import MemoryOperations
+from reflexio_store.store.operation_state import OperationStateOperations
+from reflexio_store.store.organizations import OrganizationOperations
+from reflexio_store.store.records import RecordOperations
+from reflexio_store.store.requests import RequestOperations
+from reflexio_store.store.retention import RetentionOperations
+from reflexio_store.store.search import SearchOperations
+from reflexio_store.store.workflow import WorkflowOperations
+
+
+class _Operations(
+    RequestOperations,
+    MemoryOperations,
+    RetentionOperations,
+    SearchOperations,
+    RecordOperations,
+    OperationStateOperations,
+    OrganizationOperations,
+    WorkflowOperations,
+):
+    """Every store operation; each mixin lives in its own module."""
 
 
 class _StoreBase:
@@ -23,7 +44,7 @@ class _StoreBase:
         return f"{type(self).__name__}({self.factory!r})"
 
 
-class Store(_StoreBase):
+class Store(_StoreBase, _Operations):
     """Synchronous store. Every method opens (and closes) its own session on the right engine."""
 
     def _bind(self, op: Operation[Any, Any]) -> Callable[..., Any]:
@@ -42,7 +63,7 @@ class Store(_StoreBase):
         return call
 
 
-class AsyncStore(_StoreBase):
+class AsyncStore(_StoreBase, _Operations):
     """The same operations for asyncio: `await store.add_profiles(...)`."""
 
     def _bind(self, op: Operation[Any, Any]) -> Callable[..., Any]:

@@ -1,0 +1,5 @@
+"""Profiles, user playbooks, agent playbooks and their lifecycle. (stub)"""
+
+
+class MemoryOperations:
+    pass

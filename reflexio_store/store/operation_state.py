@@ -1,0 +1,5 @@
+"""Operation state and lease locks. (stub)"""
+
+
+class OperationStateOperations:
+    pass

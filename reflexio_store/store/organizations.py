@@ -1,0 +1,5 @@
+"""Organizations and API tokens. (stub)"""
+
+
+class OrganizationOperations:
+    pass

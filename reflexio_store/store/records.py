@@ -1,0 +1,5 @@
+"""Evaluation results, change logs, playbook optimization, share links. (stub)"""
+
+
+class RecordOperations:
+    pass

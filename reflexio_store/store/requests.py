@@ -1,0 +1,5 @@
+"""Requests and their interactions. (Owned by the requests/memories work; stub.)"""
+
+
+class RequestOperations:
+    pass

@@ -1,0 +1,5 @@
+"""Row limits (REFLEXIO_ROW_LIMIT_*). (stub)"""
+
+
+class RetentionOperations:
+    pass

@@ -1,0 +1,5 @@
+"""Text, vector and hybrid search. (stub)"""
+
+
+class SearchOperations:
+    pass

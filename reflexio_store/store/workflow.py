@@ -1,0 +1,5 @@
+"""Workflow runs (seed 002's state backend). (stub)"""
+
+
+class WorkflowOperations:
+    pass
