@@ -58,7 +58,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         transactional_ddl=True,
-        **autogenerate_options(schema),
+        **autogenerate_options(None),
     )
     with context.begin_transaction():
         if schema:
@@ -84,11 +84,13 @@ def _run(connection: object) -> None:
             connection.exec_driver_sql(f'SET LOCAL search_path TO "{schema}", {path}')
             # Reflection (alembic check) must look at this schema, not the role's default.
             connection.dialect.default_schema_name = schema
+    # The organization's schema is first on the search path, so the version table is addressed
+    # unqualified there (and reflection in `alembic check` recognises it as the version table).
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         transactional_ddl=True,
-        **autogenerate_options(schema),
+        **autogenerate_options(None),
     )
     context.run_migrations()
 

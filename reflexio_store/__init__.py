@@ -1,9 +1,9 @@
 """reflexio_store: the data layer under Reflexio.
 
-    from reflexio_store import get_session_factory
-    factory = get_session_factory()          # from the environment; SQLite by default
-    with factory.writer() as session: ...    # commits on success
-    with factory.reader() as session: ...    # read-only, on the replica when configured
+from reflexio_store import get_session_factory
+factory = get_session_factory()          # from the environment; SQLite by default
+with factory.writer() as session: ...    # commits on success
+with factory.reader() as session: ...    # read-only, on the replica when configured
 """
 
 from reflexio_store.errors import (

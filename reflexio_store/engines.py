@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 def sqlite_module() -> ModuleType:
     """pysqlite3 (extension loading guaranteed) when installed, else the standard sqlite3."""
     try:
-        import pysqlite3.dbapi2 as module  # type: ignore[import-not-found]
+        import pysqlite3.dbapi2 as module
 
         return module  # type: ignore[no-any-return]
     except ImportError:  # pragma: no cover - depends on the platform's wheels

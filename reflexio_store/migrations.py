@@ -7,13 +7,9 @@ as reflexio_store/_alembic (see pyproject.toml), so `reflexio-store migrate` wor
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -21,13 +17,21 @@ from sqlalchemy import Engine, inspect, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
+from alembic import command
 from reflexio_store.errors import PgVectorUnavailableError, SchemaNotReadyError
 from reflexio_store.settings import ResolvedStorage
 from reflexio_store.types import Embedding, SearchVector
 
 VERSION_TABLE = "alembic_version"
 MIGRATION_LOCK_KEY = "reflexio_store.migrate"
-FTS_TABLE_SUFFIXES = ("_fts", "_fts_data", "_fts_idx", "_fts_content", "_fts_docsize", "_fts_config")
+FTS_TABLE_SUFFIXES = (
+    "_fts",
+    "_fts_data",
+    "_fts_idx",
+    "_fts_content",
+    "_fts_docsize",
+    "_fts_config",
+)
 
 
 def script_location() -> str:
@@ -121,13 +125,17 @@ def check_pgvector(connection: Connection, where: str) -> None:
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    if type_ == "table" and name is not None:
-        if name.endswith(FTS_TABLE_SUFFIXES) or name.startswith("sqlite_"):
-            return False
-    return True
+    # FTS5 tables and their shadow tables are created by the migration, not by the models.
+    return not (
+        type_ == "table"
+        and name is not None
+        and (name.endswith(FTS_TABLE_SUFFIXES) or name.startswith("sqlite_"))
+    )
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
     if type_ == "index" and not reflected:
         ddl_if = getattr(obj, "_ddl_if", None)
         dialect = getattr(ddl_if, "dialect", None)
@@ -166,22 +174,6 @@ def autogenerate_options(schema: str | None) -> dict[str, Any]:
         "version_table_schema": schema,
         "render_as_batch": True,
     }
-
-
-def schema_differences(connection: Connection, schema: str | None = None) -> list[Any]:
-    """What autogenerate would change: empty when the database matches the models."""
-    from reflexio_store.models import Base
-
-    set_compare_dialect(connection.dialect.name)
-    ctx = MigrationContext.configure(connection, opts=autogenerate_options(schema))
-    return list(compare_metadata(ctx, Base.metadata))
-
-
-@contextmanager
-def _schema_search_path(connection: Connection, schema: str | None) -> Iterator[None]:
-    if schema and connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f'SET search_path TO "{schema}", public')
-    yield
 
 
 def ensure_schema_ready(storage: ResolvedStorage, engine: Engine) -> None:

@@ -220,7 +220,9 @@ class SessionFactory:
             yield session
 
     @asynccontextmanager
-    async def async_reader(self, consistency: Consistency = "eventual") -> AsyncIterator[AsyncSession]:
+    async def async_reader(
+        self, consistency: Consistency = "eventual"
+    ) -> AsyncIterator[AsyncSession]:
         self.ensure_schema()
         engine = self.async_writer_engine if consistency == "strong" else self.async_reader_engine
         maker = async_sessionmaker(

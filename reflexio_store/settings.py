@@ -1,4 +1,4 @@
-"""Configuration: environment variables (pydantic-settings) and the programmatic StorageConfig models.
+"""Configuration: environment variables (pydantic-settings) and the StorageConfig models.
 
 The environment fills whatever the code leaves unset; `resolve_storage` merges the two into one
 `ResolvedStorage` that the engine factory consumes. Nothing here opens a connection.
@@ -6,6 +6,7 @@ The environment fills whatever the code leaves unset; `resolve_storage` merges t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,10 @@ class _ConfigBase(BaseModel):
         return _masked_repr_args(self)
 
 
+# Reflexio's public field is named `schema`, which BaseModel once used for a (deprecated) method.
+warnings.filterwarnings("ignore", message='Field name "schema"', category=UserWarning)
+
+
 class StorageConfigSQLite(_ConfigBase):
     """The embedded default: one SQLite file (or `sqlite:///:memory:`)."""
 
@@ -54,17 +59,12 @@ class StorageConfigPostgres(_ConfigBase):
 
     type: Literal["postgres"] = "postgres"
     db_url: str
-    schema_: str | None = Field(default=None, alias="schema")
+    schema: str | None = None  # type: ignore[assignment]
     pool_size: int | None = Field(default=None, ge=1)
     pool_acquire_timeout: float | None = Field(default=None, gt=0)
     read_db_url: str | None = None
     read_pool_size: int | None = Field(default=None, ge=1)
     read_pool_acquire_timeout: float | None = Field(default=None, gt=0)
-    model_config = ConfigDict(populate_by_name=True)
-
-    @property
-    def schema(self) -> str | None:  # type: ignore[override]
-        return self.schema_
 
 
 class StorageConfigSupabase(_ConfigBase):
@@ -77,12 +77,7 @@ class StorageConfigSupabase(_ConfigBase):
     db_url: str
     read_url: str | None = None
     read_key: SecretStr | None = None
-    schema_: str | None = Field(default=None, alias="schema")
-    model_config = ConfigDict(populate_by_name=True)
-
-    @property
-    def schema(self) -> str | None:  # type: ignore[override]
-        return self.schema_
+    schema: str | None = None  # type: ignore[assignment]
 
 
 StorageConfig = StorageConfigSQLite | StorageConfigPostgres | StorageConfigSupabase

@@ -108,7 +108,8 @@ class Embedding(TypeDecorator[Sequence[float]]):
         if value is None:
             return None
         if isinstance(value, (bytes, bytearray, memoryview)):
-            return np.frombuffer(bytes(value), dtype=np.float32).tolist()
+            floats: list[float] = np.frombuffer(bytes(value), dtype=np.float32).tolist()
+            return floats
         return [float(x) for x in (value.tolist() if hasattr(value, "tolist") else value)]
 
     def copy(self, **kw: Any) -> Embedding:

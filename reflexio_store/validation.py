@@ -1,4 +1,4 @@
-"""Input checks shared by store operations. Each raises ValidationError before anything is written."""
+"""Input checks shared by store operations; each raises ValidationError before any write."""
 
 from __future__ import annotations
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from sqlalchemy import Computed, Enum, Index, MetaData, func
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
 
 from reflexio_store.enums import PlaybookReviewStatus, Status
 from reflexio_store.types import BigIntPK, Embedding, JSONType, SearchVector, UTCDateTime
@@ -51,6 +51,8 @@ class Base(DeclarativeBase):
 
 
 IntPK = Annotated[int, mapped_column(BigIntPK, primary_key=True, autoincrement=True)]
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -66,7 +68,7 @@ UpdatedAt = Annotated[
 ]
 
 
-class tsvector_source(ColumnElement[Any]):  # noqa: N801 - reads as a SQL function
+class tsvector_source(ColumnElement[Any]):
     """The expression a generated full-text column is computed from.
 
     PostgreSQL: to_tsvector('english', ...) over the searched text columns. SQLite keeps full text

@@ -38,9 +38,7 @@ class UserPlaybook(Base):
     expanded_terms: Mapped[str | None] = mapped_column(Text)
     embedding: Mapped[Sequence[float] | None]
     created_at: Mapped[CreatedAt]
-    search_vector: Mapped[str | None] = search_vector_column(
-        "content", "trigger", "expanded_terms"
-    )
+    search_vector: Mapped[str | None] = search_vector_column("content", "trigger", "expanded_terms")
 
     __table_args__ = (
         Index(None, "user_id", "status", "created_at"),
@@ -73,9 +71,7 @@ class AgentPlaybook(Base):
     expanded_terms: Mapped[str | None] = mapped_column(Text)
     embedding: Mapped[Sequence[float] | None]
     created_at: Mapped[CreatedAt]
-    search_vector: Mapped[str | None] = search_vector_column(
-        "content", "trigger", "expanded_terms"
-    )
+    search_vector: Mapped[str | None] = search_vector_column("content", "trigger", "expanded_terms")
 
     __table_args__ = (
         Index(None, "playbook_name", "agent_version"),

@@ -6,7 +6,14 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from reflexio_store.models.base import Base, CreatedAt, IntPK, search_vector_column
+from reflexio_store.models.base import (
+    Base,
+    CreatedAt,
+    IntPK,
+    fulltext_index,
+    hnsw_index,
+    search_vector_column,
+)
 
 
 class Request(Base):
@@ -41,9 +48,7 @@ class Interaction(Base):
     __tablename__ = "interactions"
 
     interaction_id: Mapped[IntPK]
-    request_id: Mapped[str] = mapped_column(
-        ForeignKey("requests.request_id", ondelete="CASCADE")
-    )
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.request_id", ondelete="CASCADE"))
     user_id: Mapped[str] = mapped_column(Text)
     role: Mapped[str | None] = mapped_column(Text)
     content: Mapped[str] = mapped_column(Text, default="")
@@ -63,6 +68,8 @@ class Interaction(Base):
         Index(None, "user_id", "created_at"),
         Index(None, "request_id"),
         Index(None, "created_at"),
+        hnsw_index("interactions"),
+        fulltext_index("interactions"),
     )
 
 

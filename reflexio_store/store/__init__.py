@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from reflexio_store.sessions import SessionFactory, get_session_factory
+from reflexio_store.errors import ValidationError
+from reflexio_store.sessions import Consistency, SessionFactory, get_session_factory
 from reflexio_store.settings import StorageConfig
 from reflexio_store.store._operation import Operation
 from reflexio_store.store.memories import MemoryOperations
@@ -32,6 +33,15 @@ class _Operations(
     """Every store operation; each mixin lives in its own module."""
 
 
+def _consistency(op: Operation[Any, Any], kwargs: dict[str, Any]) -> Consistency:
+    if op.route == "fresh":
+        return "strong"
+    value = kwargs.get("consistency", "eventual")
+    if value not in ("eventual", "strong"):
+        raise ValidationError(f"consistency must be 'eventual' or 'strong', not {value!r}.")
+    return "strong" if value == "strong" else "eventual"
+
+
 class _StoreBase:
     def __init__(self, factory: SessionFactory | None = None) -> None:
         self.factory = factory if factory is not None else get_session_factory()
@@ -54,8 +64,7 @@ class Store(_StoreBase, _Operations):
             if op.route == "write":
                 with factory.writer() as session:
                     return op.fn(session, *args, **kwargs)
-            consistency = "strong" if op.route == "fresh" else kwargs.get("consistency", "eventual")
-            with factory.reader(consistency) as session:
+            with factory.reader(_consistency(op, kwargs)) as session:
                 return op.fn(session, *args, **kwargs)
 
         call.__name__ = op.name
@@ -73,8 +82,7 @@ class AsyncStore(_StoreBase, _Operations):
             if op.route == "write":
                 async with factory.async_writer() as session:
                     return await session.run_sync(op.fn, *args, **kwargs)
-            consistency = "strong" if op.route == "fresh" else kwargs.get("consistency", "eventual")
-            async with factory.async_reader(consistency) as session:
+            async with factory.async_reader(_consistency(op, kwargs)) as session:
                 return await session.run_sync(op.fn, *args, **kwargs)
 
         call.__name__ = op.name

@@ -1,0 +1,180 @@
+"""Configuration: environment variables, StorageConfig models, URL forms, and secret masking."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from reflexio_store import (
+    ConfigurationError,
+    DriverMissingError,
+    SessionFactory,
+    StorageConfigPostgres,
+    StorageConfigSQLite,
+    StorageConfigSupabase,
+)
+from reflexio_store.settings import load_settings, resolve_storage
+from reflexio_store.urls import parse_database_url
+
+SECRET = "s3cr3t-Pa55"
+
+
+def test_defaults_are_the_embedded_sqlite_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/home/someone")
+    storage = resolve_storage()
+    assert storage.backend == "sqlite"
+    assert storage.writer_url.sqlite_path == Path("/home/someone/.reflexio/data/reflexio.db")
+    assert storage.auto_migrate is True
+    assert storage.embedding_dimensions == 512
+    assert storage.writer_pool.size == 10 and storage.writer_pool.acquire_timeout == 30.0
+    assert storage.reader_url is None
+
+
+def test_sqlite_file_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SQLITE_FILE_DIRECTORY", str(tmp_path / "d"))
+    assert resolve_storage().writer_url.sqlite_path == tmp_path / "d" / "reflexio.db"
+
+
+@pytest.mark.parametrize("name", ["REFLEXIO_DB_URL", "DATA_DB_URL", "REFLEXIO_POSTGRES_DB_URL"])
+def test_writer_url_aliases(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("REFLEXIO_STORAGE", "postgres")
+    monkeypatch.setenv(name, f"postgres://u:{SECRET}@db.example:5432/app")
+    storage = resolve_storage()
+    assert storage.backend == "postgresql"
+    assert storage.writer_url.url.drivername == "postgresql+psycopg"
+    assert storage.writer_url.url.host == "db.example"
+    assert storage.auto_migrate is False
+
+
+def test_postgres_environment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "REFLEXIO_STORAGE": "postgres",
+        "REFLEXIO_DB_URL": f"postgresql://u:{SECRET}@primary/app",
+        "REFLEXIO_POSTGRES_SCHEMA": "org_42",
+        "REFLEXIO_POSTGRES_POOL_SIZE": "7",
+        "REFLEXIO_POSTGRES_POOL_ACQUIRE_TIMEOUT": "2.5",
+        "REFLEXIO_POSTGRES_READ_DB_URL": f"postgresql://u:{SECRET}@replica/app",
+        "REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS": "1500",
+        "REFLEXIO_AUTO_MIGRATE": "true",
+        "REFLEXIO_EMBEDDING_DIMENSIONS": "768",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    storage = resolve_storage()
+    assert storage.schema == "org_42"
+    assert storage.writer_pool.size == 7 and storage.writer_pool.acquire_timeout == 2.5
+    # Reader pool settings default to the writer's.
+    assert storage.reader_pool.size == 7 and storage.reader_pool.acquire_timeout == 2.5
+    assert storage.reader_url is not None and storage.reader_url.url.host == "replica"
+    assert storage.statement_timeout_ms == 1500
+    assert storage.auto_migrate is True
+    assert storage.embedding_dimensions == 768
+    monkeypatch.setenv("REFLEXIO_POSTGRES_READ_POOL_SIZE", "3")
+    monkeypatch.setenv("REFLEXIO_POSTGRES_READ_POOL_ACQUIRE_TIMEOUT", "0.5")
+    storage = resolve_storage()
+    assert storage.reader_pool.size == 3 and storage.reader_pool.acquire_timeout == 0.5
+
+
+def test_code_config_wins_and_environment_fills_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REFLEXIO_POSTGRES_POOL_SIZE", "4")
+    monkeypatch.setenv("REFLEXIO_POSTGRES_READ_POOL_SIZE", "2")
+    config = StorageConfigPostgres(
+        db_url="postgresql://u@h/db", schema="tenant_a", pool_acquire_timeout=9.0
+    )
+    storage = resolve_storage(config)
+    assert storage.schema == "tenant_a"
+    assert storage.writer_pool.size == 4 and storage.writer_pool.acquire_timeout == 9.0
+    assert storage.reader_pool.size == 2 and storage.reader_pool.acquire_timeout == 9.0
+
+
+def test_supabase_uses_db_url_as_postgres() -> None:
+    config = StorageConfigSupabase(
+        url="https://x.supabase.co", key=SECRET, db_url="postgresql://u@h/db", schema="org_1"
+    )
+    storage = resolve_storage(config)
+    assert storage.backend == "postgresql" and storage.kind == "supabase"
+    assert storage.schema == "org_1"
+    assert SECRET not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ("sqlite:///rel/dir/x.db", Path("rel/dir/x.db")),
+        ("sqlite:////abs/path/x.db", Path("/abs/path/x.db")),
+    ],
+)
+def test_sqlite_url_forms(raw: str, path: Path) -> None:
+    url = parse_database_url(raw)
+    assert url.backend == "sqlite" and url.sqlite_path == path
+
+
+def test_memory_url() -> None:
+    assert parse_database_url("sqlite:///:memory:").is_memory
+
+
+@pytest.mark.parametrize(
+    "raw", ["postgres://u:p@h/db", "postgresql://u:p@h/db", "postgresql+psycopg://u:p@h/db"]
+)
+def test_postgres_url_forms_mean_psycopg(raw: str) -> None:
+    url = parse_database_url(raw)
+    assert url.backend == "postgresql" and url.url.drivername == "postgresql+psycopg"
+
+
+@pytest.mark.parametrize(
+    "raw", [f"mysql://u:{SECRET}@h/db", f"postgresql+asyncpg://u:{SECRET}@h/db", "nonsense"]
+)
+def test_unsupported_url_gets_one_clear_error(raw: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_database_url(raw)
+    message = str(info.value)
+    assert "sqlite:////absolute/path.db" in message and "postgresql://" in message
+    assert SECRET not in message
+
+
+def test_missing_psycopg_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a)
+    )
+    with pytest.raises(DriverMissingError, match=r"pip install 'psycopg\[binary\]"):
+        parse_database_url("postgresql://u@h/db")
+
+
+def test_passwords_never_in_reprs_or_descriptions() -> None:
+    config = StorageConfigPostgres(
+        db_url=f"postgresql://u:{SECRET}@h/db", read_db_url=f"postgresql://u:{SECRET}@r/db"
+    )
+    storage = resolve_storage(config)
+    factory = SessionFactory(storage)
+    for text in (repr(config), str(config), repr(storage), str(storage.describe()), repr(factory)):
+        assert SECRET not in text
+        assert "***" in text
+
+
+def test_invalid_settings_are_reported_without_echoing_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REFLEXIO_POSTGRES_POOL_SIZE", f"{SECRET}")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert "POOL_SIZE" in str(info.value).upper()
+    assert SECRET not in str(info.value)
+
+
+def test_postgres_storage_without_url_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REFLEXIO_STORAGE", "postgres")
+    with pytest.raises(ConfigurationError, match="REFLEXIO_DB_URL"):
+        resolve_storage()
+
+
+def test_bad_schema_name_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="schema"):
+        resolve_storage(StorageConfigPostgres(db_url="postgresql://u@h/db", schema="x; drop"))
+
+
+def test_sqlite_config_object() -> None:
+    storage = resolve_storage(StorageConfigSQLite(db_url="sqlite:///:memory:"))
+    assert storage.writer_url.is_memory
