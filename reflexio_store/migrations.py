@@ -13,12 +13,16 @@ from typing import Any, TextIO
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, pool, text
+from sqlalchemy import Engine, func, inspect, pool, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from alembic import command
-from reflexio_store.errors import PgVectorUnavailableError, SchemaNotReadyError
+from reflexio_store.errors import (
+    ConfigurationError,
+    PgVectorUnavailableError,
+    SchemaNotReadyError,
+)
 from reflexio_store.settings import ResolvedStorage
 from reflexio_store.types import Embedding, SearchVector
 
@@ -189,6 +193,7 @@ def ensure_schema_ready(storage: ResolvedStorage, engine: Engine) -> None:
             f"{type(exc.orig).__name__}. Check that the database is reachable."
         ) from None
     if current == head:
+        _check_embedding_dimensions(storage, engine)
         return
     if storage.auto_migrate:
         if storage.writer_url.is_memory:
@@ -202,6 +207,36 @@ def ensure_schema_ready(storage: ResolvedStorage, engine: Engine) -> None:
         f"{state}, but this version of reflexio_store needs {head}. Run `alembic upgrade head` "
         "(or `reflexio-store migrate`), or set REFLEXIO_AUTO_MIGRATE=true."
     )
+
+
+def _check_embedding_dimensions(storage: ResolvedStorage, engine: Engine) -> None:
+    """A store migrated for N-dimensional vectors must not be used with another size."""
+    from reflexio_store.models import Profile
+
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            # atttypmod of a vector(N) column is N.
+            stored = connection.execute(
+                text(
+                    "SELECT a.atttypmod FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = :schema AND c.relname = 'profiles' "
+                    "AND a.attname = 'embedding'"
+                ),
+                {"schema": storage.schema or "public"},
+            ).scalar()
+        else:
+            stored = connection.execute(
+                select(func.length(Profile.embedding) / 4)
+                .where(Profile.embedding.is_not(None))
+                .limit(1)
+            ).scalar()
+    if stored and stored > 0 and int(stored) != storage.embedding_dimensions:
+        raise ConfigurationError(
+            f"The database {storage.writer_url.masked()} holds {stored}-dimensional embeddings, "
+            f"but REFLEXIO_EMBEDDING_DIMENSIONS is {storage.embedding_dimensions}. Set it to "
+            f"{stored}, or use a new database (the size is fixed by the first migration)."
+        )
 
 
 def _upgrade_in_place(engine: Engine, storage: ResolvedStorage) -> None:
