@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import DontWrapMixin
 
-class ReflexioStoreError(Exception):
-    """Base class of every error raised by reflexio_store."""
+
+class ReflexioStoreError(DontWrapMixin, Exception):
+    """Base class of every error raised by reflexio_store.
+
+    DontWrapMixin: raised while SQLAlchemy binds parameters (a naive datetime, a bad embedding),
+    it reaches the caller as itself, not wrapped in a StatementError.
+    """
 
 
 class ConfigurationError(ReflexioStoreError, ValueError):
