@@ -95,7 +95,11 @@ def create_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> Engine:
     module = sqlite_module()
     memory = url.is_memory
     busy_ms = int(pool.acquire_timeout * 1000)
-    kwargs: dict[str, Any] = {"module": module, "pool_logging_name": "reflexio_store.sqlite"}
+    kwargs: dict[str, Any] = {
+        "module": module,
+        "pool_logging_name": "reflexio_store.sqlite",
+        "hide_parameters": True,
+    }
     if memory:
         # One shared connection: each new :memory: connection would be a separate empty database.
         kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
@@ -143,7 +147,7 @@ def create_async_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> AsyncEng
         connection._thread.daemon = True
         return await connection
 
-    kwargs: dict[str, Any] = {"async_creator": creator}
+    kwargs: dict[str, Any] = {"async_creator": creator, "hide_parameters": True}
     if url.is_memory:
         kwargs["poolclass"] = StaticPool
     else:

@@ -71,6 +71,12 @@ class SessionFactory:
         self._async_writer_engine: AsyncEngine | None = None
         self._async_reader_engine: AsyncEngine | None = None
         self._schema_checked = False
+        self._makers: dict[str, Any] = {}
+        self._reader_class: type[ReadOnlySession] | None = None
+        self.session_info: dict[str, Any] = {
+            "embedding_dimensions": storage.embedding_dimensions,
+            "backend": storage.backend,
+        }
 
     @classmethod
     def from_config(
@@ -161,61 +167,76 @@ class SessionFactory:
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def _after_begin_reader(self) -> Any:
-        timeout = self.storage.statement_timeout_ms
+    def _reader_session_class(self) -> type[ReadOnlySession]:
+        """A ReadOnlySession subclass of this factory: PostgreSQL reader transactions are READ
+        ONLY on the server (and carry the statement timeout). Registered once, not per session."""
+        cls: type[ReadOnlySession] = type("ReadOnlySession", (ReadOnlySession,), {})
+        if self.storage.backend != "postgresql":
+            return cls
         statements = "SET TRANSACTION READ ONLY"
-        if timeout is not None:
-            statements += f"; SET LOCAL statement_timeout = {int(timeout)}"
+        if self.storage.statement_timeout_ms is not None:
+            statements += (
+                f"; SET LOCAL statement_timeout = {int(self.storage.statement_timeout_ms)}"
+            )
 
         def after_begin(_s: Session, _t: SessionTransaction, connection: Connection) -> None:
-            if connection.dialect.name == "postgresql":
-                connection.exec_driver_sql(statements)
+            connection.exec_driver_sql(statements)
 
-        return after_begin
+        event.listen(cls, "after_begin", after_begin)
+        return cls
 
-    @property
-    def session_info(self) -> dict[str, Any]:
-        """Put in every session's `info`: what store operations need to know of the deployment."""
-        return {
-            "embedding_dimensions": self.storage.embedding_dimensions,
-            "backend": self.storage.backend,
-        }
-
-    def _writer_sessionmaker(self) -> sessionmaker[Session]:
-        bind = self.writer_engine.execution_options(**{WRITE_OPTION: True})
-        return sessionmaker(bind=bind, expire_on_commit=False, info=self.session_info)
-
-    def _reader_sessionmaker(self, consistency: Consistency) -> sessionmaker[ReadOnlySession]:
-        engine = self.writer_engine if consistency == "strong" else self.reader_engine
-        return sessionmaker(
-            bind=engine, class_=ReadOnlySession, expire_on_commit=False, info=self.session_info
-        )
+    def _maker(self, key: str) -> Any:
+        """Session makers are built once per factory and kind (building them per call is slow)."""
+        maker = self._makers.get(key)
+        if maker is not None:
+            return maker
+        with self._lock:
+            if key in self._makers:
+                return self._makers[key]
+            if self._reader_class is None:
+                self._reader_class = self._reader_session_class()
+            options: dict[str, Any] = {"expire_on_commit": False, "info": self.session_info}
+            if key == "writer":
+                bind = self.writer_engine.execution_options(**{WRITE_OPTION: True})
+                maker = sessionmaker(bind=bind, **options)
+            elif key in ("reader:strong", "reader:eventual"):
+                engine = self.writer_engine if key == "reader:strong" else self.reader_engine
+                maker = sessionmaker(bind=engine, class_=self._reader_class, **options)
+            elif key == "async_writer":
+                abind = self.async_writer_engine.execution_options(**{WRITE_OPTION: True})
+                maker = async_sessionmaker(bind=abind, **options)
+            else:
+                aengine = (
+                    self.async_writer_engine
+                    if key == "async_reader:strong"
+                    else self.async_reader_engine
+                )
+                maker = async_sessionmaker(
+                    bind=aengine, sync_session_class=self._reader_class, **options
+                )
+            self._makers[key] = maker
+            return maker
 
     @contextmanager
     def writer(self) -> Iterator[Session]:
         """A read-write session on the primary: commits on success, rolls back on error."""
         self.ensure_schema()
-        with self._writer_sessionmaker()() as session, session.begin():
+        maker: sessionmaker[Session] = self._maker("writer")
+        with maker() as session, session.begin():
             yield session
 
     @contextmanager
     def reader(self, consistency: Consistency = "eventual") -> Iterator[ReadOnlySession]:
         """A read-only session on the replica (or on the writer when `consistency="strong"`)."""
         self.ensure_schema()
-        session = self._reader_sessionmaker(consistency)()
-        event.listen(session, "after_begin", self._after_begin_reader())
-        try:
-            with session.begin():
-                yield session
-                # Nothing to commit: end the read transaction without a COMMIT round trip cost.
-        finally:
-            session.close()
+        maker: sessionmaker[ReadOnlySession] = self._maker(f"reader:{consistency}")
+        with maker() as session, session.begin():
+            yield session
 
     @asynccontextmanager
     async def async_writer(self) -> AsyncIterator[AsyncSession]:
         self.ensure_schema()
-        bind = self.async_writer_engine.execution_options(**{WRITE_OPTION: True})
-        maker = async_sessionmaker(bind=bind, expire_on_commit=False, info=self.session_info)
+        maker: async_sessionmaker[AsyncSession] = self._maker("async_writer")
         async with maker() as session, session.begin():
             yield session
 
@@ -224,22 +245,15 @@ class SessionFactory:
         self, consistency: Consistency = "eventual"
     ) -> AsyncIterator[AsyncSession]:
         self.ensure_schema()
-        engine = self.async_writer_engine if consistency == "strong" else self.async_reader_engine
-        maker = async_sessionmaker(
-            bind=engine,
-            sync_session_class=ReadOnlySession,
-            expire_on_commit=False,
-            info=self.session_info,
-        )
-        async with maker() as session:
-            event.listen(session.sync_session, "after_begin", self._after_begin_reader())
-            async with session.begin():
-                yield session
+        maker: async_sessionmaker[AsyncSession] = self._maker(f"async_reader:{consistency}")
+        async with maker() as session, session.begin():
+            yield session
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def dispose(self) -> None:
         """Close every pooled connection (sync engines). Use `adispose` for the async ones."""
+        self._makers.clear()
         for engine in (self._writer_engine, self._reader_engine):
             if engine is not None:
                 engine.dispose()

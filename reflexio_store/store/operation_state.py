@@ -1,5 +1,189 @@
-"""Operation state and lease locks. (stub)"""
+"""Operation state (per-service JSON) and lease locks, both in `operation_states`.
+
+A lock is a lease: (owner, expires_at) on the row named after the lock. Taking it is ONE
+statement on both databases:
+
+    INSERT INTO operation_states (...) VALUES (...)
+    ON CONFLICT (service_name) DO UPDATE SET owner = :owner, expires_at = :expires_at, ...
+    WHERE operation_states.owner IS NULL OR operation_states.expires_at < :now
+       OR operation_states.owner = :owner
+    RETURNING owner
+
+so two workers can never both hold it (PostgreSQL locks the conflicting row and re-checks the
+WHERE against its latest version; SQLite writers are serialised by BEGIN IMMEDIATE). The caller
+got the lock iff a row came back. `now` is computed once per call in UTC.
+
+The state column and the lease columns are written independently: saving state never touches
+a lease, and taking a lease never touches the state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Result, Table, delete, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from reflexio_store.errors import ValidationError
+from reflexio_store.models import OperationState
+from reflexio_store.store._operation import backend, fresh, write
+from reflexio_store.validation import MAX_JSON_BYTES, require_text
+
+_table = cast(Table, OperationState.__table__)
+_c = _table.c
+
+
+def _insert(session: Session) -> Any:
+    return postgresql.insert(_table) if backend(session) == "postgresql" else sqlite.insert(_table)
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def _check_state(state: Any) -> dict[str, Any]:
+    if not isinstance(state, Mapping):
+        raise ValidationError(f"state must be a mapping (JSON object), got {type(state).__name__}.")
+    try:
+        encoded = json.dumps(dict(state), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"state is not JSON-serialisable ({exc}); use str, int, float, bool, None, lists "
+            "and dicts with string keys."
+        ) from None
+    if len(encoded) > MAX_JSON_BYTES:
+        raise ValidationError(f"state is larger than {MAX_JSON_BYTES} bytes; store less.")
+    result: dict[str, Any] = json.loads(encoded)
+    return result
+
+
+def _check_ttl(ttl_seconds: Any) -> timedelta:
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)):
+        raise ValidationError(
+            f"ttl_seconds must be a number of seconds, got {type(ttl_seconds).__name__}."
+        )
+    if not math.isfinite(ttl_seconds) or ttl_seconds <= 0:
+        raise ValidationError("ttl_seconds must be a positive, finite number of seconds.")
+    return timedelta(seconds=ttl_seconds)
+
+
+# -- state -----------------------------------------------------------------------------------
+
+
+def get_operation_state(session: Session, service_name: str) -> dict[str, Any] | None:
+    """The JSON state saved for `service_name`, or None if there is none."""
+    service_name = require_text(service_name, "service_name")
+    row = session.execute(select(_c.state).where(_c.service_name == service_name)).first()
+    return None if row is None else dict(row[0] or {})
+
+
+def upsert_operation_state(
+    session: Session, service_name: str, state: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Create or replace the state of `service_name` (one statement; leases untouched)."""
+    service_name = require_text(service_name, "service_name")
+    value = _check_state(state)
+    now = datetime.now(UTC)
+    stmt = _insert(session).values(
+        service_name=service_name, state=value, created_at=now, updated_at=now
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[_c.service_name],
+        set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
+    )
+    session.execute(stmt)
+    return value
+
+
+def delete_operation_state(session: Session, service_name: str) -> bool:
+    """Delete the row of `service_name` (its state and any lease on it). True if it existed."""
+    service_name = require_text(service_name, "service_name")
+    return _rowcount(session.execute(delete(_table).where(_c.service_name == service_name))) > 0
+
+
+# -- lease locks -----------------------------------------------------------------------------
+
+
+def try_acquire_lock(session: Session, name: str, owner: str, ttl_seconds: float) -> bool:
+    """Take (or, if `owner` already holds it, extend) the lease `name` for `ttl_seconds`.
+
+    True iff `owner` holds the lease afterwards. A lease whose expires_at has passed can be
+    taken over by anyone. Atomic: one INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING.
+    """
+    name = require_text(name, "lock name")
+    owner = require_text(owner, "owner")
+    ttl = _check_ttl(ttl_seconds)
+    now = datetime.now(UTC)
+    expires_at = now + ttl
+    stmt = _insert(session).values(
+        service_name=name,
+        state={},
+        owner=owner,
+        expires_at=expires_at,
+        created_at=now,
+        updated_at=now,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[_c.service_name],
+        set_={
+            "owner": stmt.excluded.owner,
+            "expires_at": stmt.excluded.expires_at,
+            "updated_at": stmt.excluded.updated_at,
+        },
+        where=or_(_c.owner.is_(None), _c.expires_at < now, _c.owner == owner),
+    ).returning(_c.owner)
+    got = session.execute(stmt).scalar()
+    return got == owner
+
+
+def renew_lock(session: Session, name: str, owner: str, ttl_seconds: float) -> bool:
+    """Extend a lease `owner` still holds to now + ttl_seconds. False if another owner has it
+    (or nobody does): the caller must then stop work that relied on the lease."""
+    name = require_text(name, "lock name")
+    owner = require_text(owner, "owner")
+    ttl = _check_ttl(ttl_seconds)
+    now = datetime.now(UTC)
+    stmt = (
+        update(_table)
+        .where(_c.service_name == name, _c.owner == owner)
+        .values(expires_at=now + ttl, updated_at=now)
+    )
+    return _rowcount(session.execute(stmt)) > 0
+
+
+def release_lock(session: Session, name: str, owner: str) -> bool:
+    """Release the lease if `owner` holds it. False (and the lease untouched) otherwise."""
+    name = require_text(name, "lock name")
+    owner = require_text(owner, "owner")
+    now = datetime.now(UTC)
+    stmt = (
+        update(_table)
+        .where(_c.service_name == name, _c.owner == owner)
+        .values(owner=None, expires_at=None, updated_at=now)
+    )
+    return _rowcount(session.execute(stmt)) > 0
+
+
+def get_lock_owner(session: Session, name: str) -> str | None:
+    """Who holds the lease `name` now (None when free or expired)."""
+    name = require_text(name, "lock name")
+    now = datetime.now(UTC)
+    owner: str | None = session.scalar(
+        select(_c.owner).where(_c.service_name == name, _c.expires_at >= now)
+    )
+    return owner
 
 
 class OperationStateOperations:
-    pass
+    get_operation_state = fresh(get_operation_state)
+    upsert_operation_state = write(upsert_operation_state)
+    delete_operation_state = write(delete_operation_state)
+    try_acquire_lock = write(try_acquire_lock)
+    renew_lock = write(renew_lock)
+    release_lock = write(release_lock)
+    get_lock_owner = fresh(get_lock_owner)

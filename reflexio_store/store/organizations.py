@@ -1,5 +1,262 @@
-"""Organizations and API tokens. (stub)"""
+"""Organizations (login accounts and their settings) and their API tokens.
+
+Passwords are kept only as scrypt hashes, tokens only as SHA-256 hashes (reflexio_store.security).
+The plain API token is returned once, by `create_api_token`; nothing can recover it later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+from sqlalchemy import CursorResult, Result, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload
+
+from reflexio_store.errors import ConflictError, NotFoundError, ValidationError
+from reflexio_store.models import ApiToken, Organization
+from reflexio_store.security import (
+    API_TOKEN_PREFIX,
+    IssuedSecret,
+    burn_password_check,
+    check_password,
+    check_token,
+    hash_password,
+    hash_token,
+    new_token,
+    verify_password_hash,
+)
+from reflexio_store.store._operation import fresh, read, write
+from reflexio_store.validation import MAX_JSON_BYTES, optional_text, require_text
+
+Consistency = Literal["eventual", "strong"]
+
+
+def _check_configuration(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            f"configuration_json must be a mapping (JSON object), got {type(value).__name__}."
+        )
+    try:
+        encoded = json.dumps(dict(value), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"configuration_json is not JSON-serialisable ({exc}); use str, int, float, bool, "
+            "None, lists and dicts with string keys."
+        ) from None
+    if len(encoded) > MAX_JSON_BYTES:
+        raise ValidationError(f"configuration_json is larger than {MAX_JSON_BYTES} bytes.")
+    result: dict[str, Any] = json.loads(encoded)
+    return result
+
+
+def _check_id(value: Any, what: str = "organization id") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{what} must be an integer, got {type(value).__name__}.")
+    return value
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def _org_or_raise(session: Session, org_id: int) -> Organization:
+    org = session.get(Organization, _check_id(org_id))
+    if org is None:
+        raise NotFoundError(f"No organization with id {org_id}; create it first.")
+    return org
+
+
+def create_organization(
+    session: Session,
+    login: str,
+    password: str | None = None,
+    name: str | None = None,
+    configuration_json: Mapping[str, Any] | None = None,
+) -> Organization:
+    """Create an organization. `login` is unique (a duplicate raises ConflictError); the
+    password, when given, is stored only as a scrypt hash."""
+    login = require_text(login, "login")
+    name = optional_text(name, "name")
+    config = _check_configuration(configuration_json)
+    # Hash before the first statement: on SQLite the write lock is taken by the first statement,
+    # so the (deliberately slow) scrypt does not hold it.
+    password_hash = hash_password(password) if password is not None else None
+    if session.scalar(select(Organization.id).where(Organization.login == login)) is not None:
+        raise ConflictError(
+            f"An organization with login {login!r} already exists; choose another login."
+        )
+    org = Organization(
+        login=login,
+        name=name,
+        password_hash=password_hash,
+        is_active=True,
+        configuration_json=config,
+    )
+    session.add(org)
+    try:
+        session.flush()
+    except IntegrityError:
+        # A concurrent create won the race; nothing of ours is committed (the writer rolls back).
+        raise ConflictError(
+            f"An organization with login {login!r} already exists; choose another login."
+        ) from None
+    return org
+
+
+def get_organization(
+    session: Session, org_id: int, *, consistency: Consistency = "eventual"
+) -> Organization | None:
+    return session.get(Organization, _check_id(org_id))
+
+
+def get_organization_by_login(
+    session: Session, login: str, *, consistency: Consistency = "eventual"
+) -> Organization | None:
+    login = require_text(login, "login")
+    return session.scalars(select(Organization).where(Organization.login == login)).first()
+
+
+def verify_password(session: Session, login: str, password: str) -> Organization | None:
+    """The active organization whose login and password match, else None.
+
+    Runs one scrypt whether or not the login exists (no timing oracle), and compares hashes in
+    constant time. Deactivated organizations and organizations without a password never match.
+    """
+    password = check_password(password)
+    if not isinstance(login, str) or not login:
+        burn_password_check(password)
+        return None
+    org = session.scalars(select(Organization).where(Organization.login == login)).first()
+    ok = verify_password_hash(password, org.password_hash if org is not None else None)
+    if org is None or not ok or not org.is_active:
+        return None
+    return org
+
+
+def set_password(session: Session, org_id: int, password: str | None) -> Organization:
+    """Replace (or, with None, remove) an organization's password."""
+    password_hash = hash_password(password) if password is not None else None
+    org = _org_or_raise(session, org_id)
+    org.password_hash = password_hash
+    session.flush()
+    return org
+
+
+def set_organization_active(session: Session, org_id: int, is_active: bool) -> Organization:
+    if not isinstance(is_active, bool):
+        raise ValidationError("is_active must be True or False.")
+    org = _org_or_raise(session, org_id)
+    org.is_active = is_active
+    session.flush()
+    return org
+
+
+def deactivate_organization(session: Session, org_id: int) -> Organization:
+    """Mark an organization inactive: its password and API tokens stop working."""
+    return set_organization_active(session, org_id, False)
+
+
+def delete_organization(session: Session, org_id: int) -> bool:
+    """Delete an organization; its API tokens go with it (ON DELETE CASCADE)."""
+    stmt = delete(Organization).where(Organization.id == _check_id(org_id))
+    return _rowcount(session.execute(stmt, execution_options={"synchronize_session": False})) > 0
+
+
+def get_configuration(
+    session: Session, org_id: int, *, consistency: Consistency = "eventual"
+) -> dict[str, Any]:
+    """The organization's configuration_json, as Python objects."""
+    config = session.scalar(
+        select(Organization.configuration_json).where(Organization.id == _check_id(org_id))
+    )
+    if config is None:
+        raise NotFoundError(f"No organization with id {org_id}; create it first.")
+    return dict(config)
+
+
+def update_configuration(
+    session: Session, org_id: int, configuration_json: Mapping[str, Any], *, merge: bool = False
+) -> dict[str, Any]:
+    """Replace the configuration (or, with merge=True, update its top-level keys)."""
+    if configuration_json is None:
+        raise ValidationError("configuration_json must be a mapping; pass {} to clear it.")
+    config = _check_configuration(configuration_json)
+    org = _org_or_raise(session, org_id)
+    org.configuration_json = {**org.configuration_json, **config} if merge else config
+    session.flush()
+    return dict(org.configuration_json)
+
+
+def create_api_token(
+    session: Session, org_id: int, name: str | None = None
+) -> IssuedSecret[ApiToken]:
+    """Issue an API token. `.token` is the plain token, returned only here; the database keeps
+    its SHA-256 hash. `.record` is the ApiToken row."""
+    name = optional_text(name, "name")
+    org = _org_or_raise(session, org_id)
+    if not org.is_active:
+        raise ConflictError(
+            f"Organization {org_id} is deactivated; reactivate it before issuing tokens."
+        )
+    token = new_token(API_TOKEN_PREFIX)
+    row = ApiToken(organization_id=org.id, token_hash=hash_token(token), name=name)
+    session.add(row)
+    session.flush()
+    return IssuedSecret(row, token)
+
+
+def lookup_api_token(session: Session, token: str) -> ApiToken | None:
+    """The ApiToken (with `.organization` loaded) for a plain token, or None when the token is
+    unknown, revoked, or its organization is deactivated. Records `last_used_at`."""
+    token = check_token(token, "API token")
+    row = session.scalars(
+        select(ApiToken)
+        .options(joinedload(ApiToken.organization))
+        .where(ApiToken.token_hash == hash_token(token))
+    ).first()
+    if row is None or not row.organization.is_active:
+        return None
+    row.last_used_at = datetime.now(UTC)
+    session.flush()
+    return row
+
+
+def list_api_tokens(
+    session: Session, org_id: int, *, consistency: Consistency = "eventual"
+) -> list[ApiToken]:
+    """An organization's tokens (hashes only), newest first."""
+    return list(
+        session.scalars(
+            select(ApiToken)
+            .where(ApiToken.organization_id == _check_id(org_id))
+            .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+        )
+    )
+
+
+def revoke_api_token(session: Session, token_id: int) -> bool:
+    """Delete a token by id; True if it existed."""
+    stmt = delete(ApiToken).where(ApiToken.id == _check_id(token_id, "token id"))
+    return _rowcount(session.execute(stmt, execution_options={"synchronize_session": False})) > 0
 
 
 class OrganizationOperations:
-    pass
+    create_organization = write(create_organization)
+    get_organization = read(get_organization)
+    get_organization_by_login = read(get_organization_by_login)
+    verify_password = fresh(verify_password)
+    set_password = write(set_password)
+    set_organization_active = write(set_organization_active)
+    deactivate_organization = write(deactivate_organization)
+    delete_organization = write(delete_organization)
+    get_configuration = read(get_configuration)
+    update_configuration = write(update_configuration)
+    create_api_token = write(create_api_token)
+    lookup_api_token = write(lookup_api_token)
+    list_api_tokens = read(list_api_tokens)
+    revoke_api_token = write(revoke_api_token)
