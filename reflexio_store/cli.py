@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     demo = sub.add_parser("demo", help="load a synthetic Reflexio workload and search it")
-    demo.add_argument("--url", help="database URL (default: the embedded SQLite file)")
+    demo.add_argument("--url", help="database URL (default: a fresh SQLite file in a temp folder)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

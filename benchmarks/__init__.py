@@ -1,0 +1,1 @@
+"""Benchmarks for reflexio_store: `python benchmarks/bench.py --help`. Not part of the tests."""
