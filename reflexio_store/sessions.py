@@ -14,7 +14,12 @@ from typing import Any, Literal
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 
 from reflexio_store.engines import (
@@ -248,6 +253,32 @@ class SessionFactory:
         maker: async_sessionmaker[AsyncSession] = self._maker(f"async_reader:{consistency}")
         async with maker() as session, session.begin():
             yield session
+
+    @contextmanager
+    def writer_connection(self, *, write: bool = True) -> Iterator[Connection]:
+        """A Core connection on the primary inside one transaction (committed on success when
+        `write`, else rolled back): the cheapest path for single-statement operations."""
+        self.ensure_schema()
+        engine = self.writer_engine
+        if write:
+            with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+                yield conn
+        else:
+            with engine.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def async_writer_connection(
+        self, *, write: bool = True
+    ) -> AsyncIterator[AsyncConnection]:
+        self.ensure_schema()
+        engine = self.async_writer_engine
+        if write:
+            async with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+                yield conn
+        else:
+            async with engine.connect() as conn:
+                yield conn
 
     # -- lifecycle -----------------------------------------------------------------------------
 

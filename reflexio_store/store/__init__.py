@@ -61,6 +61,9 @@ class Store(_StoreBase, _Operations):
         factory = self.factory
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if op.connection:
+                with factory.writer_connection(write=op.route == "write") as conn:
+                    return op.fn(conn, *args, **kwargs)
             if op.route == "write":
                 with factory.writer() as session:
                     return op.fn(session, *args, **kwargs)
@@ -79,6 +82,9 @@ class AsyncStore(_StoreBase, _Operations):
         factory = self.factory
 
         async def call(*args: Any, **kwargs: Any) -> Any:
+            if op.connection:
+                async with factory.async_writer_connection(write=op.route == "write") as conn:
+                    return await conn.run_sync(op.fn, *args, **kwargs)
             if op.route == "write":
                 async with factory.async_writer() as session:
                     return await session.run_sync(op.fn, *args, **kwargs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
@@ -28,9 +29,14 @@ Route = Literal["write", "fresh", "read"]
 
 
 class Operation(Generic[P, T]):
-    def __init__(self, fn: Callable[Concatenate[Session, P], T], route: Route) -> None:
+    def __init__(
+        self, fn: Callable[Concatenate[Any, P], T], route: Route, *, connection: bool = False
+    ) -> None:
         self.fn = fn
         self.route = route
+        # Single-statement hot paths (workflow save/load) take a bare Connection: an ORM Session
+        # and its transaction bookkeeping cost more than the statement itself on SQLite.
+        self.connection = connection
         self.__doc__ = fn.__doc__
         self.name = fn.__name__
 
@@ -59,6 +65,16 @@ def fresh(fn: Callable[Concatenate[Session, P], T]) -> Operation[P, T]:
 
 def read(fn: Callable[Concatenate[Session, P], T]) -> Operation[P, T]:
     return Operation(fn, "read")
+
+
+def write_connection(fn: Callable[Concatenate[Connection, P], T]) -> Operation[P, T]:
+    """Like `write`, but `fn` gets a Connection inside one transaction on the primary."""
+    return Operation(fn, "write", connection=True)
+
+
+def fresh_connection(fn: Callable[Concatenate[Connection, P], T]) -> Operation[P, T]:
+    """Like `fresh`, but `fn` gets a Connection on the primary (it must only read)."""
+    return Operation(fn, "fresh", connection=True)
 
 
 def embedding_dimensions(session: Session) -> int:

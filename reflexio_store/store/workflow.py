@@ -39,12 +39,19 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Select
 
 from reflexio_store.errors import ValidationError
 from reflexio_store.models import WorkflowRun
-from reflexio_store.store._operation import backend, fresh, read, write
+from reflexio_store.store._operation import (
+    backend,
+    fresh_connection,
+    read,
+    write,
+    write_connection,
+)
 from reflexio_store.validation import MAX_JSON_BYTES, optional_text, require_text
 
 Consistency = Literal["eventual", "strong"]
@@ -183,7 +190,7 @@ def _state_params(run_id: Any, state: Any) -> dict[str, Any]:
 # -- operations -----------------------------------------------------------------------------
 
 
-def save_state(session: Session, run_id: str, state: Mapping[str, Any]) -> None:
+def save_state(conn: Connection, run_id: str, state: Mapping[str, Any]) -> None:
     """Create or update the state of `run_id` in one upsert statement.
 
     Accepted fields: pipeline_id, pipeline_name, pipeline_version, status (required),
@@ -191,7 +198,7 @@ def save_state(session: Session, run_id: str, state: Mapping[str, Any]) -> None:
     created_at, updated_at (aware datetimes; default now). An existing run keeps its created_at.
     """
     params = _state_params(run_id, state)
-    session.connection().execute(_upsert_statement(backend(session)), params)
+    conn.execute(_upsert_statement(conn.dialect.name), params)
 
 
 def _row_to_state(row: Any) -> dict[str, Any]:
@@ -205,12 +212,12 @@ def _row_to_state(row: Any) -> dict[str, Any]:
     return state
 
 
-def load_state(session: Session, run_id: str) -> dict[str, Any] | None:
+def load_state(conn: Connection, run_id: str) -> dict[str, Any] | None:
     """The saved state of `run_id` as a dict (JSON as Python objects, aware UTC datetimes), or
     None. Reads the primary, so it sees the latest save."""
     if not isinstance(run_id, str) or not run_id:
         raise ValidationError("run_id must be non-empty text.")
-    row = session.connection().execute(_LOAD_STATEMENT, {"run_id": run_id}).first()
+    row = conn.execute(_LOAD_STATEMENT, {"run_id": run_id}).first()
     return None if row is None else _row_to_state(row)
 
 
@@ -434,8 +441,8 @@ def _element_matches(entry: Any, pattern: Any) -> ColumnElement[bool]:
 
 
 class WorkflowOperations:
-    save_state = write(save_state)
-    load_state = fresh(load_state)
+    save_state = write_connection(save_state)
+    load_state = fresh_connection(load_state)
     delete_state = write(delete_state)
     list_runs = read(list_runs)
     cleanup_old_workflows = write(cleanup_old_workflows)
