@@ -6,6 +6,7 @@ REFLEXIO_TEST_POSTGRES_READ_URL). A PostgreSQL that cannot start fails the run; 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import time
 import uuid
@@ -76,12 +77,19 @@ def pg() -> Iterator[PgEndpoints]:
         return
     from tests.support.pg_cluster import start_cluster
 
+    # A SIGTERM (CI time-out, a killed run) becomes an interrupt, so pytest still runs this
+    # fixture's teardown and the servers stop instead of outliving the run.
+    signal.signal(signal.SIGTERM, _interrupt)
     base = Path(tempfile.mkdtemp(prefix="rxs-pg-", dir="/tmp"))
     cluster = start_cluster(base)  # raises ClusterStartError with the reason: the run fails
     try:
         yield PgEndpoints(cluster.primary_url, cluster.replica_url)
     finally:
         cluster.stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _settings() -> StorageSettings:
