@@ -7,6 +7,7 @@ from sqlalchemy.engine import make_url
 
 from reflexio_store import ConfigurationError, SessionFactory
 from reflexio_store.cli import main
+from reflexio_store.migrations import head_revision
 from reflexio_store.models import Profile
 from reflexio_store.settings import StorageSettings
 from tests.conftest import PgEndpoints, make_pg_config
@@ -36,7 +37,7 @@ def test_check_reports_reader_and_masks_secrets(
     assert PASSWORD not in out
     assert "***" in out
     assert "in recovery: True" in out
-    assert "0001 (head 0001)" in out
+    assert f"{head_revision()} (head {head_revision()})" in out
     assert "pgvector" in out and "0.8" in out
 
 

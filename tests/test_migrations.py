@@ -105,11 +105,22 @@ def test_postgres_has_vector_and_fulltext_indexes(pg_storage: ResolvedStorage) -
                 text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = :s"),
                 {"s": pg_storage.schema},
             ).all()
+            storage = conn.execute(
+                text(
+                    "SELECT a.attstorage FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s"
+                    " AND c.relname = 'profiles' AND a.attname = 'embedding'"
+                ),
+                {"s": pg_storage.schema},
+            ).scalar()
     finally:
         factory.dispose()
     defs = {name: definition for name, definition in rows}
     assert "USING hnsw (embedding vector_cosine_ops)" in defs["ix_profiles_embedding_hnsw"]
+    assert "ef_construction='128'" in defs["ix_profiles_embedding_hnsw"]
     assert "USING gin (search_vector)" in defs["ix_profiles_search_vector"]
+    assert "fastupdate=off" in defs["ix_profiles_search_vector"]
+    assert storage == "p"  # vectors inline (revision 0002)
     assert "USING gin (metadata)" in defs["ix_workflow_runs_metadata_gin"]
 
 

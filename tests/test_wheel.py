@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from reflexio_store.migrations import head_revision
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -58,4 +60,4 @@ def test_wheel_carries_the_migrations_and_migrates_outside_the_checkout(tmp_path
         timeout=300,
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "0001 (head 0001)" in check.stdout
+    assert f"{head_revision()} (head {head_revision()})" in check.stdout

@@ -10,6 +10,7 @@ one query loading the final <= top_k rows by key:
 - vector, PostgreSQL: `ORDER BY embedding <=> :q LIMIT n` on the HNSW index, with
   hnsw.ef_search and hnsw.iterative_scan set for the transaction (SET LOCAL), so filtered
   searches still fill the list; an outer query applies the threshold and re-orders exactly.
+  With a selective filter (one user's rows) the branch is an exact scan of those rows instead.
 - hybrid: both branches over-fetch (4 x top_k) and are fused by reciprocal rank fusion.
 
 Every filter is part of each branch's WHERE clause, before ordering and LIMIT.
@@ -240,6 +241,7 @@ def _vector_branch(
     request: SearchRequest,
     filters: Sequence[ColumnElement[bool]],
     limit: int,
+    narrow: Sequence[ColumnElement[bool]] = (),
 ) -> list[tuple[Any, float]]:
     """(key, cosine distance) nearest first, within the similarity threshold."""
     t = spec.table
@@ -249,7 +251,24 @@ def _vector_branch(
     )
     distance = cosine_distance(t.c.embedding, query_vector).label("distance")
     max_distance = bindparam("max_distance", 1.0 - request.threshold, type_=Float())
-    if backend(session) == "postgresql":
+    if backend(session) == "postgresql" and narrow:
+        # A selective filter (one user's rows) is cheaper and exact as a scan of those rows
+        # through their btree index than as an HNSW walk that discards other users' rows.
+        # MATERIALIZED keeps the planner from turning it back into an HNSW scan.
+        candidates = (
+            select(key.label("key"), t.c.embedding.label("embedding"))
+            .where(t.c.embedding.is_not(None), *filters)
+            .cte("candidates")
+            .prefix_with("MATERIALIZED")
+        )
+        exact = cosine_distance(candidates.c.embedding, query_vector).label("distance")
+        stmt = (
+            select(candidates.c.key, exact)
+            .where(exact <= max_distance)
+            .order_by(exact, candidates.c.key)
+            .limit(limit)
+        )
+    elif backend(session) == "postgresql":
         ef = max(request.ef_search, min(limit, MAX_EF_SEARCH))
         session.execute(
             select(
@@ -311,12 +330,12 @@ def run_search(
         text_hits = _text_branch(session, spec, request.text, filters, top_k, narrow)
         ranked = [(k, s) for k, s in text_hits]
     elif request.mode == "vector":
-        vector_hits = _vector_branch(session, spec, request, filters, top_k)
+        vector_hits = _vector_branch(session, spec, request, filters, top_k, narrow)
         ranked = [(k, 1.0 - d) for k, d in vector_hits]
     else:
         fetch = top_k * OVERFETCH
         text_hits = _text_branch(session, spec, request.text, filters, fetch, narrow)
-        vector_hits = _vector_branch(session, spec, request, filters, fetch)
+        vector_hits = _vector_branch(session, spec, request, filters, fetch, narrow)
         ranked = reciprocal_rank_fusion(
             [k for k, _ in text_hits],
             [k for k, _ in vector_hits],
