@@ -78,6 +78,7 @@ from reflexio_store.demo.workload import (  # noqa: E402
     WorkloadSize,
 )
 from reflexio_store.migrations import upgrade  # noqa: E402
+from reflexio_store.models.base import HNSW_EF_CONSTRUCTION, HNSW_M  # noqa: E402
 from reflexio_store.settings import resolve_storage  # noqa: E402
 from reflexio_store.store import Store  # noqa: E402
 
@@ -760,9 +761,10 @@ def _drop_hnsw(primary: str, schema: str, tables: Sequence[str]) -> None:
 def _build_hnsw(primary: str, schema: str, tables: Sequence[str], mem: str) -> dict[str, float]:
     """Rebuild each table's HNSW index; seconds per table.
 
-    The same definition as the migration (vector_cosine_ops, pgvector's default m and
-    ef_construction), built in one pass over the loaded rows with maintenance_work_mem raised
-    so the graph is built in memory, and one parallel worker beside the leader (2 cores).
+    The same definition as the migration (vector_cosine_ops, m and ef_construction of
+    reflexio_store.models.base), built in one pass over the loaded rows with
+    maintenance_work_mem raised so the graph is built in memory, and one parallel worker
+    beside the leader (2 cores).
     """
     import psycopg
 
@@ -774,7 +776,8 @@ def _build_hnsw(primary: str, schema: str, tables: Sequence[str], mem: str) -> d
             start = time.perf_counter()
             conn.execute(
                 f'CREATE INDEX ix_{t}_embedding_hnsw ON "{schema}".{t} USING hnsw '
-                "(embedding vector_cosine_ops)"
+                f"(embedding vector_cosine_ops) WITH (m = {HNSW_M}, "
+                f"ef_construction = {HNSW_EF_CONSTRUCTION})"
             )
             seconds[t] = time.perf_counter() - start
         for t in HNSW_TABLES:
@@ -850,7 +853,7 @@ def run_postgres(
         _record_ingest(results, backend, ingest_n, seconds, raw_seconds, "psycopg binary COPY")
         results.notes.append(
             "pg ingest: measured with every index in place (HNSW, GIN, btree); the test cluster "
-            "runs with fsync=off and shared_buffers 128MB"
+            f"runs with fsync=off and shared_buffers {args.pg_shared_buffers}"
         )
         # The same raw COPY once more without the HNSW index: what bulk loading can reach.
         _drop_hnsw(primary, raw_schema, ["profiles"])
@@ -1094,6 +1097,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--pg-maintenance-mem", default="1GB", help="maintenance_work_mem for the HNSW builds"
     )
     parser.add_argument(
+        "--pg-shared-buffers",
+        default="1GB",
+        help="shared_buffers of the PostgreSQL the benchmark starts (the working set fits)",
+    )
+    parser.add_argument(
         "--keep-schema", action="store_true", help="keep the PostgreSQL benchmark schema"
     )
     parser.add_argument("--out", default="bench-results/bench.json", help="JSON output file")
@@ -1135,7 +1143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from tests.support.pg_cluster import start_cluster
 
                 t0 = time.perf_counter()
-                cluster = start_cluster(workdir / "pg")
+                # A production server sizes shared_buffers to its working set; the test
+                # cluster's 128 MB default is smaller than 100k profiles (about 250 MB).
+                cluster = start_cluster(workdir / "pg", {"shared_buffers": args.pg_shared_buffers})
                 console.log(
                     f"pg: primary + streaming replica started in {time.perf_counter() - t0:.1f} s"
                 )

@@ -209,7 +209,7 @@ class PgCluster:
         self._lifecycle.stop()
 
 
-def start_cluster(base_dir: Path) -> PgCluster:
+def start_cluster(base_dir: Path, settings: Mapping[str, str] | None = None) -> PgCluster:
     """Start a primary in ``base_dir/primary`` and a streaming replica in ``base_dir/replica``.
 
     ``base_dir`` should be fresh (e.g. a new temporary directory) and short; it is created if
@@ -249,7 +249,7 @@ def start_cluster(base_dir: Path) -> PgCluster:
             lifecycle.os_user,
             log_file=primary_dir / "log",
         )  # fmt: skip
-        _start_node(primary, lifecycle.os_user)
+        _start_node(primary, lifecycle.os_user, settings)
         _check_recovery(primary, expected=False)
 
         with _step("prepare the replica directories"):
@@ -281,7 +281,7 @@ def start_cluster(base_dir: Path) -> PgCluster:
             for name in ("log", ".handle_pids.json"):
                 (replica_dir / name).unlink(missing_ok=True)
         lifecycle.nodes.append(replica)
-        _start_node(replica, lifecycle.os_user)
+        _start_node(replica, lifecycle.os_user, settings)
         _check_recovery(replica, expected=True)
         _wait_for_streaming(primary, replica)
         with _step("wait for the replica to catch up", log_file=replica.log_file):
@@ -440,10 +440,11 @@ def _run_checked(step: str, args: Sequence[str], user: _OsUser, *, log_file: Pat
     return stdout
 
 
-def _start_node(node: PgNode, user: _OsUser) -> None:
-    """``pg_ctl -w start`` the server with its own socket dir, port and :data:`SERVER_SETTINGS`."""
+def _start_node(node: PgNode, user: _OsUser, extra: Mapping[str, str] | None = None) -> None:
+    """``pg_ctl -w start`` the server with its own socket dir, port and :data:`SERVER_SETTINGS`
+    (plus `extra`, e.g. a benchmark's shared_buffers)."""
     options = ["-k", str(node.socket_dir), "-p", str(node.port), "-h", ""]
-    settings = {**SERVER_SETTINGS, "cluster_name": f"rxs-{node.name}"}
+    settings = {**SERVER_SETTINGS, **(extra or {}), "cluster_name": f"rxs-{node.name}"}
     for name, value in settings.items():
         options += ["-c", f"{name}={value}"]
     _run_checked(
