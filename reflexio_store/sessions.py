@@ -173,22 +173,26 @@ class SessionFactory:
     # -- sessions ------------------------------------------------------------------------------
 
     def _reader_session_class(self) -> type[ReadOnlySession]:
-        """A ReadOnlySession subclass of this factory: PostgreSQL reader transactions are READ
-        ONLY on the server (and carry the statement timeout). Registered once, not per session."""
+        """A ReadOnlySession subclass of this factory, carrying the reader's statement timeout
+        on PostgreSQL. Registered once per factory, not per session."""
         cls: type[ReadOnlySession] = type("ReadOnlySession", (ReadOnlySession,), {})
-        if self.storage.backend != "postgresql":
+        timeout = self.storage.statement_timeout_ms
+        if self.storage.backend != "postgresql" or timeout is None:
             return cls
-        statements = "SET TRANSACTION READ ONLY"
-        if self.storage.statement_timeout_ms is not None:
-            statements += (
-                f"; SET LOCAL statement_timeout = {int(self.storage.statement_timeout_ms)}"
-            )
+        statement = f"SET LOCAL statement_timeout = {int(timeout)}"
 
         def after_begin(_s: Session, _t: SessionTransaction, connection: Connection) -> None:
-            connection.exec_driver_sql(statements)
+            connection.exec_driver_sql(statement)
 
         event.listen(cls, "after_begin", after_begin)
         return cls
+
+    def _read_only(self, engine: Any) -> Any:
+        # psycopg opens these transactions with BEGIN READ ONLY: the server refuses writes, at
+        # no extra round trip. SQLAlchemy restores the setting when the connection is returned.
+        if self.storage.backend == "postgresql":
+            return engine.execution_options(postgresql_readonly=True)
+        return engine
 
     def _maker(self, key: str) -> Any:
         """Session makers are built once per factory and kind (building them per call is slow)."""
@@ -206,7 +210,9 @@ class SessionFactory:
                 maker = sessionmaker(bind=bind, **options)
             elif key in ("reader:strong", "reader:eventual"):
                 engine = self.writer_engine if key == "reader:strong" else self.reader_engine
-                maker = sessionmaker(bind=engine, class_=self._reader_class, **options)
+                maker = sessionmaker(
+                    bind=self._read_only(engine), class_=self._reader_class, **options
+                )
             elif key == "async_writer":
                 abind = self.async_writer_engine.execution_options(**{WRITE_OPTION: True})
                 maker = async_sessionmaker(bind=abind, **options)
@@ -217,7 +223,7 @@ class SessionFactory:
                     else self.async_reader_engine
                 )
                 maker = async_sessionmaker(
-                    bind=aengine, sync_session_class=self._reader_class, **options
+                    bind=self._read_only(aengine), sync_session_class=self._reader_class, **options
                 )
             self._makers[key] = maker
             return maker

@@ -69,6 +69,13 @@ def test_engines_without_a_replica_share_one_pool(pg: PgEndpoints, pg_schema: st
         assert factory.reader_engine is factory.writer_engine
         with factory.reader() as session:
             assert session.execute(text("SELECT pg_is_in_recovery()")).scalar() is False
+            assert session.execute(text("SHOW transaction_read_only")).scalar() == "on"
+            reader_pid = session.execute(text("SELECT pg_backend_pid()")).scalar()
+        # The same pooled connection comes back writable for the writer.
+        with factory.writer() as session:
+            assert session.execute(text("SELECT pg_backend_pid()")).scalar() == reader_pid
+            assert session.execute(text("SHOW transaction_read_only")).scalar() == "off"
+            session.add(Request(request_id="after-read", user_id="u"))
     finally:
         factory.dispose()
 
