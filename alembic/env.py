@@ -24,6 +24,7 @@ from reflexio_store.settings import (
     StorageConfigPostgres,
     StorageConfigSQLite,
     resolve_storage,
+    validate_schema,
 )
 from reflexio_store.urls import parse_database_url
 
@@ -44,9 +45,8 @@ def _storage() -> ResolvedStorage:
 
 
 storage = _storage()
-schema = x_args.get("schema") or storage.schema
-if schema == "public":
-    schema = None
+# Validated: the name ends up inside quoted DDL (CREATE SCHEMA, search_path).
+schema = validate_schema(x_args.get("schema") or storage.schema)
 config.attributes.setdefault("embedding_dimensions", storage.embedding_dimensions)
 target_metadata = Base.metadata
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -25,6 +26,7 @@ from reflexio_store.settings import (
     StorageConfigPostgres,
     StorageConfigSQLite,
     resolve_storage,
+    validate_schema,
 )
 from reflexio_store.urls import parse_database_url
 
@@ -35,9 +37,7 @@ def _storage(args: argparse.Namespace) -> ResolvedStorage:
     if url is None:
         storage = resolve_storage()
         if schema:
-            import dataclasses
-
-            storage = dataclasses.replace(storage, schema=None if schema == "public" else schema)
+            storage = dataclasses.replace(storage, schema=validate_schema(schema))
         return storage
     if parse_database_url(url).backend == "sqlite":
         return resolve_storage(StorageConfigSQLite(db_url=url))

@@ -18,8 +18,8 @@ from typing import Any, Literal
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
 
+from reflexio_store.errors import ConfigurationError
 from reflexio_store.pool import BoundedAsyncQueuePool, BoundedQueuePool, labelled_pool_class
 from reflexio_store.settings import PoolSettings
 from reflexio_store.urls import DatabaseURL
@@ -108,18 +108,19 @@ def create_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> Engine:
         "pool_logging_name": "reflexio_store.sqlite",
         "hide_parameters": True,
     }
+    kwargs.update(
+        poolclass=labelled_pool_class(BoundedQueuePool, "writer"),
+        max_overflow=0,
+        pool_timeout=pool.acquire_timeout,
+        connect_args={"check_same_thread": False, "timeout": pool.acquire_timeout},
+    )
     if memory:
-        # One shared connection: each new :memory: connection would be a separate empty database.
-        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        # An in-memory database lives in one connection: a pool of exactly one, so threads take
+        # turns (a shared StaticPool connection would mix their transactions).
+        kwargs["pool_size"] = 1
         target: URL | str = "sqlite://"
     else:
-        kwargs.update(
-            poolclass=labelled_pool_class(BoundedQueuePool, "writer"),
-            pool_size=pool.size,
-            max_overflow=0,
-            pool_timeout=pool.acquire_timeout,
-            connect_args={"check_same_thread": False, "timeout": pool.acquire_timeout},
-        )
+        kwargs["pool_size"] = pool.size
         target = f"sqlite:///{_sqlite_path(url)}"
     engine = create_engine(target, **kwargs)
 
@@ -136,6 +137,11 @@ def create_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> Engine:
 def create_async_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> AsyncEngine:
     import aiosqlite
 
+    if url.is_memory:
+        raise ConfigurationError(
+            "Async sessions need an SQLite file: an in-memory database lives in the one "
+            "connection of the sync engine. Use sqlite:///path/to/file.db for AsyncStore."
+        )
     module = sqlite_module()
     path = _sqlite_path(url)
     busy_ms = int(pool.acquire_timeout * 1000)
@@ -155,16 +161,14 @@ def create_async_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> AsyncEng
         connection._thread.daemon = True
         return await connection
 
-    kwargs: dict[str, Any] = {"async_creator": creator, "hide_parameters": True}
-    if url.is_memory:
-        kwargs["poolclass"] = StaticPool
-    else:
-        kwargs.update(
-            poolclass=labelled_pool_class(BoundedAsyncQueuePool, "writer"),
-            pool_size=pool.size,
-            max_overflow=0,
-            pool_timeout=pool.acquire_timeout,
-        )
+    kwargs: dict[str, Any] = {
+        "async_creator": creator,
+        "hide_parameters": True,
+        "poolclass": labelled_pool_class(BoundedAsyncQueuePool, "writer"),
+        "pool_size": pool.size,
+        "max_overflow": 0,
+        "pool_timeout": pool.acquire_timeout,
+    }
     engine = create_async_engine("sqlite+aiosqlite://", **kwargs)
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -115,6 +115,12 @@ def check_pgvector(connection: Connection, where: str) -> None:
             "PostgreSQL that ships it), then run the migration again."
         )
     if row.installed_version is None:
+        # The extension is database-wide while the migration lock is per schema: organizations
+        # migrating for the first time at once must not race to create it.
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+            {"key": f"{MIGRATION_LOCK_KEY}:extension"},
+        )
         try:
             with connection.begin_nested():
                 connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public"))

@@ -197,7 +197,8 @@ def default_sqlite_url(directory: str) -> str:
     return f"sqlite:///{path / DEFAULT_SQLITE_FILENAME}"
 
 
-def _validate_schema(schema: str | None) -> str | None:
+def validate_schema(schema: str | None) -> str | None:
+    """None for the default schema; else the name, if it is a plain identifier."""
     if schema is None or schema == DEFAULT_SCHEMA:
         return None
     if not schema.replace("_", "").isalnum() or schema[0].isdigit() or len(schema) > 63:
@@ -275,7 +276,7 @@ def resolve_storage(
     return ResolvedStorage(
         writer_url=writer,
         reader_url=reader,
-        schema=_validate_schema(pg.schema if pg.schema is not None else env.postgres_schema),
+        schema=validate_schema(pg.schema if pg.schema is not None else env.postgres_schema),
         writer_pool=writer_pool,
         reader_pool=reader_pool,
         statement_timeout_ms=env.statement_timeout_ms,

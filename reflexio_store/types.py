@@ -23,7 +23,44 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from reflexio_store.errors import ValidationError
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+def check_json_value(value: Any, path: str = "$") -> None:
+    """Refuse what PostgreSQL's jsonb cannot store (NUL in text, NaN/infinity), on both databases,
+    so SQLite and PostgreSQL accept the same documents and no driver error (which may echo the
+    document, secrets included) reaches the caller."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(f"JSON text at {path} contains a NUL character; remove it.")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(f"JSON number at {path} is {value}; use a finite number.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                raise ValidationError(f"JSON key at {path} contains a NUL character; remove it.")
+            check_json_value(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_json_value(item, f"{path}[{index}]")
+
+
+class JSONValue(TypeDecorator[Any]):
+    """JSONB on PostgreSQL, JSON on SQLite; Python objects in and out on both."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        check_json_value(value)
+        return value
+
+
+JSONType = JSONValue()
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 """A 64-bit key; INTEGER on SQLite so that it aliases the rowid (stable across VACUUM)."""
 

@@ -50,13 +50,20 @@ class DatabaseURL:
     __str__ = masked
 
 
+SECRET_QUERY_KEYS = frozenset({"password", "sslpassword", "passfile", "sslkey"})
+
+
 def mask_url(url: URL | str) -> str:
+    """The URL with its password hidden, including libpq's ?password= style parameters."""
     if isinstance(url, str):
         try:
             url = make_url(url)
         except ArgumentError:
             return "<unparseable URL>"
-    return url.render_as_string(hide_password=True)
+    secret_keys = [k for k in url.query if k.lower() in SECRET_QUERY_KEYS]
+    if secret_keys:
+        url = url.update_query_dict({k: "***" for k in secret_keys})
+    return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
 def parse_database_url(raw: str | URL) -> DatabaseURL:
