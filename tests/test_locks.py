@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -59,6 +60,34 @@ def test_bad_state_is_refused(factory: SessionFactory) -> None:
     with pytest.raises(ValidationError, match="ttl_seconds"):
         store.try_acquire_lock("l", "w", float("nan"))
     assert store.get_operation_state("svc") is None
+
+
+@pytest.mark.parametrize(
+    "ttl", [1e20, 10**30, 315_360_001, float("inf"), float("-inf"), -1, True, "30", None]
+)
+def test_out_of_range_ttl_is_a_validation_error(factory: SessionFactory, ttl: Any) -> None:
+    # Huge values used to escape as a raw OverflowError from `now + timedelta(seconds=...)`.
+    store = Store(factory)
+    with pytest.raises(ValidationError, match="ttl_seconds"):
+        store.try_acquire_lock("l", "w", ttl)
+    assert store.try_acquire_lock("l", "w", 30) is True
+    with pytest.raises(ValidationError, match="ttl_seconds"):
+        store.renew_lock("l", "w", ttl)
+    assert store.get_lock_owner("l") == "w"
+
+
+def test_ten_year_ttl_is_accepted(factory: SessionFactory) -> None:
+    store = Store(factory)
+    ten_years = 10 * 365 * 24 * 60 * 60
+    assert store.try_acquire_lock("l", "w", ten_years) is True
+    assert store.renew_lock("l", "w", float(ten_years)) is True
+    with factory.writer() as session:
+        expires_at = session.scalar(
+            select(OperationState.expires_at).where(OperationState.service_name == "l")
+        )
+    assert expires_at is not None
+    expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+    assert expires_at > datetime.now(UTC) + timedelta(days=3600)
 
 
 def test_many_threads_race_for_one_lock(factory: SessionFactory) -> None:

@@ -101,6 +101,23 @@ def test_create_and_verify(factory: SessionFactory, request: pytest.FixtureReque
     assert store.verify_password("nopass@example.com", PASSWORD) is None
 
 
+@pytest.mark.parametrize("login", ["a\x00b", "ops@example.com\x00", "\x00"])
+def test_login_with_nul_character(factory: SessionFactory, login: str) -> None:
+    # A NUL used to reach PostgreSQL and fail there with a raw driver error.
+    store = Store(factory)
+    store.create_organization("ops@example.com", PASSWORD, "Ops")
+    assert store.verify_password(login, PASSWORD) is None  # an auth check: just "no match"
+    with pytest.raises(ValidationError, match="NUL"):
+        store.get_organization_by_login(login)
+    with pytest.raises(ValidationError, match="NUL"):
+        store.get_organization_by_login(login, consistency="strong")
+    with pytest.raises(ValidationError, match="NUL"):
+        store.create_organization(login, PASSWORD, "Bad")
+    with factory.reader("strong") as session:
+        assert session.scalars(select(Organization.login)).all() == ["ops@example.com"]
+    assert store.verify_password("ops@example.com", PASSWORD) is not None
+
+
 def test_duplicate_login_conflicts(factory: SessionFactory) -> None:
     store = Store(factory)
     store.create_organization("dup@example.com", PASSWORD, "First")

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from reflexio_store import SessionFactory
 from reflexio_store.enums import PlaybookReviewStatus, Status
 from reflexio_store.errors import ConflictError, NotFoundError, ValidationError
+from reflexio_store.migrations import upgrade
 from reflexio_store.models import AgentPlaybookSource, Profile
+from reflexio_store.settings import StorageSettings, resolve_storage
 from reflexio_store.store import Store, memories
-from tests.conftest import PgEndpoints
+from tests.conftest import PgEndpoints, make_pg_config
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -433,6 +439,101 @@ def test_agent_playbook_sources_link_and_cascade(store: Store, factory: SessionF
         links = session.execute(select(func.count()).select_from(AgentPlaybookSource)).scalar()
         assert links == 0
     assert store.count_user_playbooks() == 2  # the user playbooks themselves stay
+
+
+def test_concurrent_add_agent_playbook_sources_links_each_pair_once(
+    store: Store, factory: SessionFactory
+) -> None:
+    # Concurrent calls with the same ids used to read "no links yet" and then all insert them:
+    # on PostgreSQL every loser raised a raw IntegrityError (duplicate primary key).
+    users = store.add_user_playbooks(
+        [{"user_id": f"u{i}", "playbook_name": "tone", "content": f"c{i}"} for i in range(4)]
+    )
+    (agent,) = store.add_agent_playbooks([{"playbook_name": "tone", "content": "agg"}])
+    workers = 6
+    barrier = threading.Barrier(workers)
+    results: list[int] = []
+    errors: list[BaseException] = []
+    guard = threading.Lock()
+
+    def link(order: list[int]) -> None:
+        try:
+            barrier.wait(timeout=30)
+            added = store.add_agent_playbook_sources(agent, order)
+            with guard:
+                results.append(added)
+        except BaseException as exc:  # collected and asserted below
+            with guard:
+                errors.append(exc)
+
+    threads = [
+        threading.Thread(target=link, args=(users if n % 2 else users[::-1],))
+        for n in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert len(results) == workers
+    assert sum(results) == len(users)
+    assert store.add_agent_playbook_sources(agent, users) == 0
+    with factory.writer() as session:
+        rows = session.execute(
+            select(AgentPlaybookSource.user_playbook_id, func.count())
+            .where(AgentPlaybookSource.agent_playbook_id == agent)
+            .group_by(AgentPlaybookSource.user_playbook_id)
+        ).all()
+    assert sorted(rows) == [(u, 1) for u in sorted(users)]
+
+
+def test_add_agent_playbook_sources_counts_only_new_links(store: Store) -> None:
+    users = store.add_user_playbooks(
+        [{"user_id": f"u{i}", "playbook_name": "tone", "content": f"c{i}"} for i in range(3)]
+    )
+    (agent,) = store.add_agent_playbooks([{"playbook_name": "tone", "content": "agg"}])
+    assert store.add_agent_playbook_sources(agent, [users[1]]) == 1
+    # Duplicates in one call count once; the already-linked id counts zero.
+    assert store.add_agent_playbook_sources(agent, [users[2], users[0], users[1], users[2]]) == 2
+    sources = store.get_agent_playbook_sources(agent, consistency="strong")
+    assert sorted(s.user_playbook_id for s in sources) == sorted(users)
+
+
+def test_promotion_lock_is_per_schema(
+    pg: PgEndpoints, pg_schema: str, pg_factory: SessionFactory
+) -> None:
+    """The promotion advisory lock covers one organization (schema): the same user id promoted
+    in another schema must not wait for it; in the same schema it still must."""
+    other_schema = f"t_{uuid.uuid4().hex[:12]}"
+    upgrade(resolve_storage(make_pg_config(pg, other_schema), StorageSettings()))
+    other = SessionFactory.from_config(make_pg_config(pg, other_schema), settings=StorageSettings())
+    try:
+        for f in (pg_factory, other):
+            Store(f).add_profiles([{"user_id": "u", "content": "p", "status": "pending"}])
+        with pg_factory.writer() as holder:
+            assert memories.promote_pending_profiles(holder, "u").promoted == 1
+            # `holder` keeps its transaction (and the advisory lock) open from here on.
+            with other.writer() as session:
+                session.execute(text("SET LOCAL lock_timeout = '3s'"))
+                assert memories.promote_pending_profiles(session, "u").promoted == 1
+            same = SessionFactory.from_config(
+                make_pg_config(pg, pg_schema), settings=StorageSettings()
+            )
+            try:
+                with (
+                    pytest.raises(OperationalError, match="lock timeout"),
+                    same.writer() as session,
+                ):
+                    session.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                    memories.promote_pending_profiles(session, "u")
+            finally:
+                same.dispose()
+    finally:
+        other.dispose()
+        engine = create_engine(pg.primary_url, poolclass=NullPool)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{other_schema}" CASCADE')
+        engine.dispose()
 
 
 def test_ids_are_checked_and_large_id_lists_work(store: Store) -> None:

@@ -359,6 +359,43 @@ def test_cleanup_old_workflows(factory: SessionFactory) -> None:
         store.cleanup_old_workflows(-1)
 
 
+@pytest.mark.parametrize(
+    "days_old",
+    [1e6, 36_501, 10**30, 1e308, float("inf"), float("-inf"), float("nan"), -0.5, True, "30"],
+)
+def test_cleanup_old_workflows_refuses_out_of_range_days(
+    factory: SessionFactory, days_old: Any
+) -> None:
+    # Huge values used to escape as a raw OverflowError from `now - timedelta(days=...)`.
+    store = Store(factory)
+    store.save_state("kept", _state())
+    with pytest.raises(ValidationError, match="days_old"):
+        store.cleanup_old_workflows(days_old)
+    assert store.load_state("kept") is not None
+
+
+def test_cleanup_old_workflows_accepts_the_largest_allowed_days(factory: SessionFactory) -> None:
+    store = Store(factory)
+    store.save_state("kept", _state())
+    assert store.cleanup_old_workflows(36_500) == 0
+    assert store.cleanup_old_workflows(0) == 1
+
+
+@pytest.mark.parametrize("run_id", ["a\x00b", "\x00", "", "   ", None, 7])
+def test_run_id_with_nul_or_not_text_is_a_validation_error(
+    factory: SessionFactory, run_id: Any
+) -> None:
+    # A NUL in run_id used to reach PostgreSQL and fail there with a raw driver error.
+    store = Store(factory)
+    with pytest.raises(ValidationError, match="run_id"):
+        store.load_state(run_id)
+    with pytest.raises(ValidationError, match="run_id"):
+        store.delete_state(run_id)
+    with pytest.raises(ValidationError, match="run_id"):
+        store.save_state(run_id, _state())
+    assert store.list_runs(consistency="strong") == []
+
+
 async def test_async_store(factory: SessionFactory) -> None:
     store = AsyncStore(factory)
     try:

@@ -35,6 +35,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -575,12 +577,24 @@ def _activate_pending(session: Session, kind: _Kind[Any], scope: list[ColumnElem
     return _set_status(session, kind, [*scope, model.status == Status.PENDING], Status.CURRENT)
 
 
+def _schema_name(session: Session) -> str:
+    """The schema the session's tables live in (the engine's schema_translate_map), else
+    "public"."""
+    options = session.connection().get_execution_options()
+    schema = (options.get("schema_translate_map") or {}).get(None)
+    return str(schema or "public")
+
+
 def _lock_scope(session: Session, kind: _Kind[Any], scope_key: Sequence[str | None]) -> None:
     """PostgreSQL: serialise promotions of one scope with a transaction-scoped advisory lock
     (released at commit/rollback). SQLite write transactions are already serialised."""
     if dialect_name(session) != "postgresql":
         return
-    key = json.dumps(["reflexio_store.promote", kind.model.__tablename__, *scope_key])
+    # Advisory locks are database-wide, but each organization has its own schema: without the
+    # schema in the key, the same user id in two organizations would needlessly serialise.
+    key = json.dumps(
+        ["reflexio_store.promote", _schema_name(session), kind.model.__tablename__, *scope_key]
+    )
     session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
 
 
@@ -1175,21 +1189,23 @@ def add_agent_playbook_sources(
     missing = [i for i in wanted if i not in found]
     if missing:
         raise NotFoundError(f"No user playbook with id(s) {missing}; no links were added.")
-    existing = set(
-        session.scalars(
-            select(AgentPlaybookSource.user_playbook_id).where(
-                AgentPlaybookSource.agent_playbook_id == agent_playbook_id
-            )
+    # One INSERT ... ON CONFLICT DO NOTHING RETURNING: links that already exist (including ones
+    # a concurrent call is inserting right now) are skipped by the database instead of raising
+    # IntegrityError, and the returned rows are exactly the links this call added. Rows go in
+    # id order so concurrent calls wait on each other's rows in the same order (no deadlock).
+    dialect_insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+    stmt = (
+        dialect_insert(AgentPlaybookSource)
+        .values(
+            [
+                {"agent_playbook_id": agent_playbook_id, "user_playbook_id": i}
+                for i in sorted(wanted)
+            ]
         )
+        .on_conflict_do_nothing(index_elements=["agent_playbook_id", "user_playbook_id"])
+        .returning(AgentPlaybookSource.user_playbook_id)
     )
-    new = [
-        {"agent_playbook_id": agent_playbook_id, "user_playbook_id": i}
-        for i in wanted
-        if i not in existing
-    ]
-    if new:
-        session.execute(insert(AgentPlaybookSource), new)
-    return len(new)
+    return len(session.execute(stmt).all())
 
 
 def get_agent_playbook_sources(

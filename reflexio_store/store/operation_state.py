@@ -62,13 +62,21 @@ def _check_state(state: Any) -> dict[str, Any]:
     return result
 
 
+MAX_TTL_SECONDS = 10 * 365 * 24 * 60 * 60
+"""Longest lease accepted by try_acquire_lock / renew_lock: 10 years."""
+
+
 def _check_ttl(ttl_seconds: Any) -> timedelta:
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)):
         raise ValidationError(
             f"ttl_seconds must be a number of seconds, got {type(ttl_seconds).__name__}."
         )
-    if not math.isfinite(ttl_seconds) or ttl_seconds <= 0:
-        raise ValidationError("ttl_seconds must be a positive, finite number of seconds.")
+    # Bounded so `now + timedelta(seconds=...)` cannot overflow (a raw OverflowError otherwise).
+    if not math.isfinite(ttl_seconds) or not 0 < ttl_seconds <= MAX_TTL_SECONDS:
+        raise ValidationError(
+            f"ttl_seconds must be a finite number of seconds greater than 0 and at most "
+            f"{MAX_TTL_SECONDS} (10 years), got {ttl_seconds!r}."
+        )
     return timedelta(seconds=ttl_seconds)
 
 

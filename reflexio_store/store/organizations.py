@@ -65,7 +65,9 @@ def _rowcount(result: Result[Any]) -> int:
 
 
 def _org_or_raise(session: Session, org_id: int) -> Organization:
-    org = session.get(Organization, _check_id(org_id))
+    # Every caller changes the row: lock it (PostgreSQL; SQLite writers are already serialised)
+    # so concurrent read-modify-writes such as a configuration merge cannot lose an update.
+    org = session.get(Organization, _check_id(org_id), with_for_update=True)
     if org is None:
         raise NotFoundError(f"No organization with id {org_id}; create it first.")
     return org
@@ -128,7 +130,11 @@ def verify_password(session: Session, login: str, password: str) -> Organization
     constant time. Deactivated organizations and organizations without a password never match.
     """
     password = check_password(password)
-    if not isinstance(login, str) or not login:
+    try:
+        # Not text, empty, NUL (which PostgreSQL would refuse with a driver error) or oversized:
+        # no organization can have this login, so it is simply a failed check.
+        login = require_text(login, "login")
+    except ValidationError:
         burn_password_check(password)
         return None
     org = session.scalars(select(Organization).where(Organization.login == login)).first()

@@ -215,8 +215,7 @@ def _row_to_state(row: Any) -> dict[str, Any]:
 def load_state(conn: Connection, run_id: str) -> dict[str, Any] | None:
     """The saved state of `run_id` as a dict (JSON as Python objects, aware UTC datetimes), or
     None. Reads the primary, so it sees the latest save."""
-    if not isinstance(run_id, str) or not run_id:
-        raise ValidationError("run_id must be non-empty text.")
+    run_id = require_text(run_id, "run_id")  # also refuses NUL, which PostgreSQL cannot take
     row = conn.execute(_LOAD_STATEMENT, {"run_id": run_id}).first()
     return None if row is None else _row_to_state(row)
 
@@ -302,13 +301,20 @@ def build_list_query(
     return stmt
 
 
+MAX_DAYS_OLD = 36_500
+"""Largest `days_old` accepted by cleanup_old_workflows (about 100 years)."""
+
+
 def cleanup_old_workflows(session: Session, days_old: float) -> int:
     """Delete runs last updated more than `days_old` days ago; returns how many were deleted
     (one DELETE statement, its exact row count)."""
     if isinstance(days_old, bool) or not isinstance(days_old, (int, float)):
         raise ValidationError(f"days_old must be a number of days, got {type(days_old).__name__}.")
-    if not math.isfinite(days_old) or days_old < 0:
-        raise ValidationError("days_old must be a finite number >= 0.")
+    # Bounded so `now - timedelta(days=...)` cannot overflow (a raw OverflowError otherwise).
+    if not math.isfinite(days_old) or not 0 <= days_old <= MAX_DAYS_OLD:
+        raise ValidationError(
+            f"days_old must be a finite number of days from 0 to {MAX_DAYS_OLD}, got {days_old!r}."
+        )
     cutoff = datetime.now(UTC) - timedelta(days=days_old)
     return _rowcount(session.execute(delete(_table).where(_c.updated_at < cutoff)))
 
