@@ -182,3 +182,11 @@ def test_schema_names_from_the_command_line_are_validated(
     )
     assert result.returncode != 0
     assert "Invalid PostgreSQL schema name" in result.stderr
+
+
+@pytest.mark.parametrize("ttl", [1e20, 10**12, float("inf"), -1, 0])
+def test_share_link_ttl_out_of_range_is_a_validation_error(
+    sqlite_factory: SessionFactory, ttl: float
+) -> None:
+    with pytest.raises(ValidationError, match="ttl must be"):
+        Store(sqlite_factory).create_share_link("profile", "p1", ttl=ttl)

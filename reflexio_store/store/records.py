@@ -490,6 +490,9 @@ def delete_optimization_job(session: Session, job_id: int) -> bool:
 # -- share links ----------------------------------------------------------------------------
 
 
+MAX_SHARE_LINK_TTL_SECONDS = 10 * 365 * 24 * 60 * 60
+
+
 def _check_ttl(ttl: Any) -> timedelta:
     if isinstance(ttl, timedelta):
         seconds = ttl.total_seconds()
@@ -497,8 +500,11 @@ def _check_ttl(ttl: Any) -> timedelta:
         seconds = float(ttl)
     else:
         raise ValidationError("ttl must be a timedelta or a number of seconds.")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValidationError("ttl must be positive and finite.")
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_SHARE_LINK_TTL_SECONDS:
+        raise ValidationError(
+            f"ttl must be between 0 and {MAX_SHARE_LINK_TTL_SECONDS} seconds (10 years), "
+            f"got {seconds:g}."
+        )
     return timedelta(seconds=seconds)
 
 
