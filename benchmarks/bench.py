@@ -60,9 +60,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere: tests.support mu
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.pool import NullPool  # noqa: E402
 
 from reflexio_store import (  # noqa: E402
     SessionFactory,
@@ -659,28 +657,9 @@ def _psycopg_kwargs(url: str) -> dict[str, Any]:
 
 
 def _wait_for_replica(primary_url: str, replica_url: str | None, timeout: float = 120.0) -> None:
-    if replica_url is None:
-        return
-    primary = create_engine(primary_url, poolclass=NullPool)
-    replica = create_engine(replica_url, poolclass=NullPool)
-    try:
-        with primary.connect() as conn:
-            target = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one()
-        deadline = time.monotonic() + timeout
-        with replica.connect() as conn:
-            while True:
-                done = conn.execute(
-                    text("SELECT pg_last_wal_replay_lsn() >= CAST(:t AS pg_lsn)"), {"t": target}
-                ).scalar_one()
-                conn.rollback()
-                if done:
-                    return
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"replica did not replay up to {target} in {timeout} s")
-                time.sleep(0.01)  # polling a real condition, bounded by the deadline
-    finally:
-        primary.dispose()
-        replica.dispose()
+    from tests.support.pg_cluster import wait_for_replay
+
+    wait_for_replay(primary_url, replica_url, timeout)
 
 
 def _pg_factory(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -53,6 +54,31 @@ def check_batch(items: Sequence[Any], what: str) -> None:
         raise ValidationError(
             f"{len(items)} {what} in one call; the limit is {MAX_BATCH}. Send smaller batches."
         )
+
+
+def check_json(value: Any, field: str) -> str:
+    """`value` as JSON text: serialisable (no NaN/infinity) and at most MAX_JSON_BYTES."""
+    try:
+        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"{field} is not JSON-serialisable ({exc}); use str, int, float, bool, None, lists "
+            "and dicts with string keys (convert datetimes with .isoformat())."
+        ) from None
+    if len(encoded) > MAX_JSON_BYTES:
+        raise ValidationError(f"{field} is larger than {MAX_JSON_BYTES} bytes of JSON; store less.")
+    return encoded
+
+
+def json_object(value: Any, field: str) -> dict[str, Any]:
+    """A JSON object (mapping) that passes check_json, as a dict."""
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            f"{field} must be a mapping (JSON object), got {type(value).__name__}."
+        )
+    result = value if type(value) is dict else dict(value)
+    check_json(result, field)
+    return result
 
 
 def parse_enum(enum_cls: type[E], value: Any, field: str = "status") -> E:

@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from reflexio_store import SessionFactory, StorageConfigPostgres, StorageConfigSQLite
 from reflexio_store.migrations import upgrade
@@ -31,28 +30,9 @@ class PgEndpoints:
 
     def wait_for_replica(self, timeout: float = 15.0) -> None:
         """Block until the replica has replayed everything written on the primary so far."""
-        if self.replica_url is None:
-            return
-        primary = create_engine(self.primary_url, poolclass=_null_pool())
-        replica = create_engine(self.replica_url, poolclass=_null_pool())
-        try:
-            with primary.connect() as conn:
-                target = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one()
-            deadline = time.monotonic() + timeout
-            with replica.connect() as conn:
-                while True:
-                    done = conn.execute(
-                        text("SELECT pg_last_wal_replay_lsn() >= CAST(:t AS pg_lsn)"), {"t": target}
-                    ).scalar_one()
-                    conn.rollback()
-                    if done:
-                        return
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"replica did not replay up to {target} in {timeout}s")
-                    time.sleep(0.005)  # polling a real condition, bounded by the deadline
-        finally:
-            primary.dispose()
-            replica.dispose()
+        from tests.support.pg_cluster import wait_for_replay
+
+        wait_for_replay(self.primary_url, self.replica_url, timeout)
 
 
 def _null_pool() -> type:

@@ -47,8 +47,8 @@ from reflexio_store.models.base import Base
 from reflexio_store.store._operation import embedding_dimensions, fresh, read, write
 from reflexio_store.types import as_vector
 from reflexio_store.validation import (
-    MAX_JSON_BYTES,
     check_batch,
+    check_json,
     optional_text,
     parse_enum,
     require_ids,
@@ -171,12 +171,7 @@ def _embedding(value: Any, field: str, dims: int) -> Any:
 
 
 def _json_value(value: Any, field: str) -> None:
-    try:
-        encoded = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(f"{field} must be JSON-serialisable: {exc}.") from None
-    if len(encoded) > MAX_JSON_BYTES:
-        raise ValidationError(f"{field} is larger than {MAX_JSON_BYTES} bytes of JSON; shrink it.")
+    check_json(value, field)
 
 
 def _json_obj(value: Any, field: str, _dims: int) -> dict[str, Any] | None:

@@ -19,7 +19,6 @@ a lease, and taking a lease never touches the state.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,7 @@ from sqlalchemy.orm import Session
 from reflexio_store.errors import ValidationError
 from reflexio_store.models import OperationState
 from reflexio_store.store._operation import backend, fresh, write
-from reflexio_store.validation import MAX_JSON_BYTES, require_text
+from reflexio_store.validation import json_object, require_text
 
 _table = cast(Table, OperationState.__table__)
 _c = _table.c
@@ -47,19 +46,7 @@ def _rowcount(result: Result[Any]) -> int:
 
 
 def _check_state(state: Any) -> dict[str, Any]:
-    if not isinstance(state, Mapping):
-        raise ValidationError(f"state must be a mapping (JSON object), got {type(state).__name__}.")
-    try:
-        encoded = json.dumps(dict(state), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(
-            f"state is not JSON-serialisable ({exc}); use str, int, float, bool, None, lists "
-            "and dicts with string keys."
-        ) from None
-    if len(encoded) > MAX_JSON_BYTES:
-        raise ValidationError(f"state is larger than {MAX_JSON_BYTES} bytes; store less.")
-    result: dict[str, Any] = json.loads(encoded)
-    return result
+    return json_object(state, "state")
 
 
 MAX_TTL_SECONDS = 10 * 365 * 24 * 60 * 60

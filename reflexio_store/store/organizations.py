@@ -6,7 +6,6 @@ The plain API token is returned once, by `create_api_token`; nothing can recover
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -29,7 +28,7 @@ from reflexio_store.security import (
     verify_password_hash,
 )
 from reflexio_store.store._operation import fresh, read, write
-from reflexio_store.validation import MAX_JSON_BYTES, optional_text, require_text
+from reflexio_store.validation import json_object, optional_text, require_text
 
 Consistency = Literal["eventual", "strong"]
 
@@ -37,21 +36,7 @@ Consistency = Literal["eventual", "strong"]
 def _check_configuration(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
-        raise ValidationError(
-            f"configuration_json must be a mapping (JSON object), got {type(value).__name__}."
-        )
-    try:
-        encoded = json.dumps(dict(value), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(
-            f"configuration_json is not JSON-serialisable ({exc}); use str, int, float, bool, "
-            "None, lists and dicts with string keys."
-        ) from None
-    if len(encoded) > MAX_JSON_BYTES:
-        raise ValidationError(f"configuration_json is larger than {MAX_JSON_BYTES} bytes.")
-    result: dict[str, Any] = json.loads(encoded)
-    return result
+    return json_object(value, "configuration_json")
 
 
 def _check_id(value: Any, what: str = "organization id") -> int:

@@ -37,8 +37,8 @@ from reflexio_store.models import (
 from reflexio_store.security import IssuedSecret, check_token, hash_token, new_token
 from reflexio_store.store._operation import backend, embedding_dimensions, read, write
 from reflexio_store.validation import (
-    MAX_JSON_BYTES,
     check_embedding,
+    check_json,
     optional_text,
     require_aware,
     require_text,
@@ -78,16 +78,7 @@ def _json(value: Any, field_name: str, *, kind: type = object) -> Any:
                 f"{field_name} must be a list (JSON array), got {type(value).__name__}."
             )
         value = list(value)
-    try:
-        encoded = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(
-            f"{field_name} is not JSON-serialisable ({exc}); use str, int, float, bool, None, "
-            "lists and dicts with string keys."
-        ) from None
-    if len(encoded) > MAX_JSON_BYTES:
-        raise ValidationError(f"{field_name} is larger than {MAX_JSON_BYTES} bytes; store less.")
-    return json.loads(encoded)
+    return json.loads(check_json(value, field_name))
 
 
 def _optional_bool(value: Any, field_name: str) -> bool | None:

@@ -52,7 +52,7 @@ from reflexio_store.store._operation import (
     write,
     write_connection,
 )
-from reflexio_store.validation import MAX_JSON_BYTES, optional_text, require_text
+from reflexio_store.validation import json_object, optional_text, require_text
 
 Consistency = Literal["eventual", "strong"]
 
@@ -121,20 +121,7 @@ _LOAD_STATEMENT = select(*_SELECT_COLUMNS).where(_c.run_id == bindparam("run_id"
 def _json_value(value: Any, field: str) -> dict[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
-        raise ValidationError(
-            f"{field} must be a mapping (JSON object), got {type(value).__name__}."
-        )
-    try:
-        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(
-            f"{field} is not JSON-serialisable ({exc}); use str, int, float, bool, None, lists "
-            "and dicts with string keys (convert datetimes with .isoformat())."
-        ) from None
-    if len(encoded) > MAX_JSON_BYTES:
-        raise ValidationError(f"{field} is larger than {MAX_JSON_BYTES} bytes; store less.")
-    return value if type(value) is dict else dict(value)
+    return json_object(value, field)
 
 
 def _int_value(value: Any, field: str) -> int:

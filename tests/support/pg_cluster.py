@@ -681,3 +681,33 @@ def _self_check() -> None:
 
 if __name__ == "__main__":
     _self_check()
+
+
+def wait_for_replay(primary_url: str, replica_url: str | None, timeout: float = 15.0) -> None:
+    """Block until the replica at `replica_url` has replayed everything written so far on the
+    primary at `primary_url` (both SQLAlchemy URLs; works for external servers too)."""
+    if replica_url is None:
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    primary = create_engine(primary_url, poolclass=NullPool)
+    replica = create_engine(replica_url, poolclass=NullPool)
+    try:
+        with primary.connect() as conn:
+            target = conn.execute(text("SELECT pg_current_wal_lsn()")).scalar_one()
+        deadline = time.monotonic() + timeout
+        with replica.connect() as conn:
+            while True:
+                done = conn.execute(
+                    text("SELECT pg_last_wal_replay_lsn() >= CAST(:t AS pg_lsn)"), {"t": target}
+                ).scalar_one()
+                conn.rollback()
+                if done:
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"replica did not replay up to {target} in {timeout} s")
+                time.sleep(0.005)  # polling a real condition, bounded by the deadline
+    finally:
+        primary.dispose()
+        replica.dispose()
