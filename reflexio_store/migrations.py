@@ -129,6 +129,31 @@ def check_pgvector(connection: Connection, where: str) -> None:
                 f"pgvector {row.default_version} is available on {where} but this role may not "
                 "create extensions. Ask a superuser to run: CREATE EXTENSION vector;"
             ) from None
+    _require_pgvector_version(connection, where)
+
+
+MIN_PGVECTOR = (0, 8)
+
+
+def pgvector_version_ok(version: str) -> bool:
+    """True for pgvector 0.8 or newer (hnsw.iterative_scan, which filtered search relies on)."""
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts) >= MIN_PGVECTOR
+
+
+def _require_pgvector_version(connection: Connection, where: str) -> None:
+    installed = connection.execute(
+        text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    ).scalar()
+    if installed is not None and not pgvector_version_ok(str(installed)):
+        raise PgVectorUnavailableError(
+            f"pgvector {installed} is installed on {where}; reflexio_store needs 0.8 or newer "
+            "(filtered HNSW search uses iterative index scans). Upgrade the package on the server, "
+            "then run: ALTER EXTENSION vector UPDATE;"
+        )
 
 
 # -- hooks shared by env.py (alembic check) and the test that compares models with migrations --

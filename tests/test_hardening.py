@@ -190,3 +190,14 @@ def test_share_link_ttl_out_of_range_is_a_validation_error(
 ) -> None:
     with pytest.raises(ValidationError, match="ttl must be"):
         Store(sqlite_factory).create_share_link("profile", "p1", ttl=ttl)
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"),
+    [("0.8.0", True), ("0.8.2", True), ("0.10.1", True), ("1.0", True), ("0.7.4", False),
+     ("0.5.1", False)],
+)  # fmt: skip
+def test_pgvector_version_requirement(version: str, ok: bool) -> None:
+    from reflexio_store.migrations import pgvector_version_ok
+
+    assert pgvector_version_ok(version) is ok
