@@ -75,17 +75,8 @@ STATE_FIELDS = (
 _TEXT_FIELDS = ("pipeline_id", "pipeline_name", "pipeline_version")
 _INT_FIELDS = ("current_step_index", "total_steps")
 _JSON_FIELDS = ("pipeline_context", "metadata")
-_UPDATED_COLUMNS = (
-    "pipeline_id",
-    "pipeline_name",
-    "pipeline_version",
-    "status",
-    "current_step_index",
-    "total_steps",
-    "pipeline_context",
-    "metadata",
-    "updated_at",
-)
+# An update rewrites every field except the key and the first save's created_at.
+_UPDATED_COLUMNS = tuple(f for f in STATE_FIELDS if f not in ("run_id", "created_at"))
 
 # The columns a state dict is built from, in STATE_FIELDS order.
 _SELECT_COLUMNS = [_c[name] for name in STATE_FIELDS]
