@@ -8,6 +8,8 @@ work done; on SQLite under BEGIN IMMEDIATE, which serialises them the same way.
 
 from __future__ import annotations
 
+from logging.config import fileConfig
+
 from sqlalchemy import text
 
 from alembic import context
@@ -17,6 +19,7 @@ from reflexio_store.migrations import (
     check_pgvector,
     migration_engine,
     set_compare_dialect,
+    version_table_schema,
 )
 from reflexio_store.models import Base
 from reflexio_store.settings import (
@@ -30,6 +33,10 @@ from reflexio_store.urls import parse_database_url
 
 config = context.config
 x_args = context.get_x_argument(as_dictionary=True)
+if config.cmd_opts is not None and config.config_file_name is not None:
+    # Alembic's own command line: log progress as alembic.ini says. Not when called from code
+    # (reflexio-store, the session factory, tests): the application owns its logging there.
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def _storage() -> ResolvedStorage:
@@ -53,17 +60,19 @@ target_metadata = Base.metadata
 
 def run_migrations_offline() -> None:
     set_compare_dialect(storage.backend)
+    version_schema = version_table_schema(storage.backend, schema)
     context.configure(
         url=storage.writer_url.url,
         target_metadata=target_metadata,
         literal_binds=True,
         transactional_ddl=True,
-        **autogenerate_options(None),
+        **autogenerate_options(version_schema),
     )
     with context.begin_transaction():
         if schema:
             context.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            context.execute(f'SET search_path TO "{schema}", public')
+        if version_schema:
+            context.execute(f'SET search_path TO "{version_schema}", public')
         context.run_migrations()
 
 
@@ -72,25 +81,28 @@ def _run(connection: object) -> None:
 
     assert isinstance(connection, Connection)
     set_compare_dialect(connection.dialect.name)
-    if connection.dialect.name == "postgresql":
+    version_schema = version_table_schema(connection.dialect.name, schema)
+    if version_schema is not None:
         connection.execute(
             text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-            {"key": f"{MIGRATION_LOCK_KEY}:{schema or 'public'}"},
+            {"key": f"{MIGRATION_LOCK_KEY}:{version_schema}"},
         )
         check_pgvector(connection, storage.writer_url.masked())
         if schema:
             connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            path = connection.exec_driver_sql("SHOW search_path").scalar()
-            connection.exec_driver_sql(f'SET LOCAL search_path TO "{schema}", {path}')
-            # Reflection (alembic check) must look at this schema, not the role's default.
-            connection.dialect.default_schema_name = schema
-    # The organization's schema is first on the search path, so the version table is addressed
-    # unqualified there (and reflection in `alembic check` recognises it as the version table).
+        # Unqualified DDL in the revisions lands in the migrated schema; the rest of the path
+        # (public) still resolves the vector type.
+        path = connection.exec_driver_sql("SHOW search_path").scalar()
+        connection.exec_driver_sql(f'SET LOCAL search_path TO "{version_schema}", {path}')
+        # Reflection (alembic check) must look at this schema, not the role's default.
+        connection.dialect.default_schema_name = version_schema
+    # The version table is addressed schema-qualified: through the search path an organization
+    # would otherwise find public's version table once public is migrated.
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         transactional_ddl=True,
-        **autogenerate_options(None),
+        **autogenerate_options(version_schema),
     )
     context.run_migrations()
 

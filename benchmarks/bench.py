@@ -36,6 +36,7 @@ test suite.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import os
@@ -78,7 +79,7 @@ from reflexio_store.demo.workload import (  # noqa: E402
 from reflexio_store.migrations import upgrade  # noqa: E402
 from reflexio_store.models.base import HNSW_EF_CONSTRUCTION, HNSW_M  # noqa: E402
 from reflexio_store.settings import resolve_storage  # noqa: E402
-from reflexio_store.store import Store  # noqa: E402
+from reflexio_store.store import AsyncStore, Store  # noqa: E402
 
 FloatArray = npt.NDArray[np.float32]
 PROFILE_COLUMNS = (
@@ -300,14 +301,24 @@ def _batches(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dic
 
 
 def _target(
-    results: Results, backend: str, group: str, name: str, op: str, bound: float, label: str
+    results: Results,
+    backend: str,
+    group: str,
+    name: str,
+    op: str,
+    bound: float,
+    label: str,
+    on: str = "value",
 ) -> None:
+    """Mark a metric with its target. `on="p50"` checks the p50 kept in a p95 metric's detail."""
     metric = results.find(backend, group, name)
     if metric is None:
         results.notes.append(f"target not measured in this run: {backend} {label}")
         return
-    metric.target = f"{op} {_fmt(bound, metric.unit)}"
-    metric.met = metric.value <= bound if op == "≤" else metric.value >= bound
+    value = metric.value if on == "value" else float(metric.detail[on])
+    prefix = "" if on == "value" else f"{on} "
+    metric.target = f"{prefix}{op} {_fmt(bound, metric.unit)}"
+    metric.met = value <= bound if op == "≤" else value >= bound
 
 
 # ------------------------------------------------------------------------------------ common
@@ -467,52 +478,230 @@ def measure_recall(
             )
 
 
-def measure_workflow(results: Results, backend: str, store: Store, count: int) -> None:
-    runs = list(Workload(WorkloadSize(workflow_runs=count)).workflow_runs())
-    tag = uuid.uuid4().hex[:8]
-    for run in runs:
-        run["run_id"] = f"bench-{tag}-{run['run_id']}"
+def measure_workflow(
+    results: Results,
+    backend: str,
+    factory: SessionFactory,
+    args: argparse.Namespace,
+    raw_target: Any = None,
+    schema: str | None = None,
+    variant: str = "",
+    rounds: int | None = None,
+) -> None:
+    """Workflow state rates, Store and AsyncStore side by side (and the raw driver), then
+    list_runs. `variant` labels a PostgreSQL connection setting (pooler) in the group name."""
+    from benchmarks import bench_workflow as bw
+
+    group = f"workflow{variant}"
+    count = args.workflow_ops if not variant else max(200, args.workflow_ops // 3)
+    rounds = rounds if rounds is not None else (args.rounds if not variant else 1)
+    sync, asyn = bw.measure_rates(factory, count, rounds)
+    raw = bw.measure_raw(backend, raw_target, count, rounds, schema) if raw_target else None
+    for op in bw.RATE_OPS:
+        rate, every = sync[op]
+        arate, aevery = asyn[op]
+        results.add(
+            Metric(backend, group, f"{op}: Store (/s)", rate, "/s", detail={"rounds": every})
+        )
+        results.add(
+            Metric(backend, group, f"{op}: AsyncStore (/s)", arate, "/s", detail={"rounds": aevery})
+        )
+        results.add(
+            Metric(backend, group, f"{op}: AsyncStore time / Store time", rate / arate, "x")
+        )
+        if raw is not None:
+            raw_rate, raw_every = raw[op]
+            results.add(
+                Metric(
+                    backend, group, f"{op}: raw driver (/s)", raw_rate, "/s",
+                    detail={"rounds": raw_every},
+                )
+            )  # fmt: skip
+            results.add(
+                Metric(backend, group, f"{op}: raw rate / Store rate", raw_rate / rate, "x")
+            )
+    save = min(sync["save_state new run"][0], sync["save_state update"][0])
+    results.add(Metric(backend, group, "save_state (slower of the two)", save, "/s"))
+    results.add(Metric(backend, group, "load_state (/s)", sync["load_state"][0], "/s"))
+    if variant:
+        return
+    listed = bw.measure_list_runs(factory, calls=max(10, args.queries // 2))
+    for label, samples in (("Store", listed["sync"]), ("AsyncStore", listed["async"])):
+        stats = _latency_stats(samples)
+        results.add(
+            Metric(
+                backend,
+                group,
+                f"list_runs(status=...) {listed['rows']} of {bw.LIST_RUNS} runs, {label} p95",
+                stats["p95"],
+                "ms",
+                detail={**stats, "rows": listed["rows"]},
+            )
+        )
+        results.add(
+            Metric(
+                backend,
+                group,
+                f"list_runs(status=...) {listed['rows']} of {bw.LIST_RUNS} runs, {label} p50",
+                stats["p50"],
+                "ms",
+            )
+        )
+    store = Store(factory)
     start = time.perf_counter()
-    for run in runs:
-        store.save_state(run["run_id"], run)
-    insert_rate = count / (time.perf_counter() - start)
-    for run in runs:
-        run["current_step_index"] = run["current_step_index"] + 1
-        run["status"] = "running"
-    start = time.perf_counter()
-    for run in runs:
-        store.save_state(run["run_id"], run)
-    update_rate = count / (time.perf_counter() - start)
-    order = np.random.default_rng(5).permutation(count)
-    start = time.perf_counter()
-    for i in order:
-        assert store.load_state(runs[int(i)]["run_id"]) is not None
-    load_rate = count / (time.perf_counter() - start)
-    start = time.perf_counter()
-    listed = store.list_runs(metadata_filter={"tags": ["backfill"]}, limit=50)
-    list_ms = (time.perf_counter() - start) * 1000
-    results.add(Metric(backend, "workflow", "save_state new run (commits/s)", insert_rate, "/s"))
-    results.add(Metric(backend, "workflow", "save_state update (commits/s)", update_rate, "/s"))
+    rows = store.list_runs(metadata_filter={"tags": ["backfill"]}, limit=50)
     results.add(
         Metric(
             backend,
-            "workflow",
-            "save_state (slower of the two)",
-            min(insert_rate, update_rate),
+            group,
+            "list_runs metadata filter, limit 50",
+            (time.perf_counter() - start) * 1000,
+            "ms",
+            detail={"rows": len(rows)},
+        )
+    )
+
+
+def measure_retention(
+    results: Results, backend: str, factory: SessionFactory, args: argparse.Namespace
+) -> None:
+    """enforce_row_limits() with nothing to delete, one row under the 250,000 default limit."""
+    from benchmarks import bench_retention as br
+
+    profiles = args.retention_rows
+    seconds = br.fill(factory, profiles, profiles // 16, profiles // 4)
+    console.log(f"{backend}: retention data ({profiles:,} profiles) generated in {seconds:.1f} s")
+    stats = br.measure(Store(factory), calls=args.retention_calls)
+    results.add(
+        Metric(
+            backend,
+            "retention",
+            f"enforce_row_limits(), nothing to delete, {profiles:,} profiles p95",
+            stats["p95"],
+            "ms",
+            detail={**stats, "profiles": profiles},
+        )
+    )
+    results.add(
+        Metric(
+            backend,
+            "retention",
+            f"enforce_row_limits(), nothing to delete, {profiles:,} profiles p50",
+            stats["p50"],
+            "ms",
+        )
+    )
+
+
+def measure_async_ingest(
+    results: Results,
+    backend: str,
+    make_factory: Callable[[str], SessionFactory],
+    data: Dataset,
+    rows: int,
+    batch: int,
+) -> None:
+    """add_profiles through Store and through AsyncStore into two fresh stores, in interleaved
+    halves (both see the same background load and the same index sizes)."""
+    sync_factory, async_factory = make_factory("sync"), make_factory("async")
+    sync_store, async_store = Store(sync_factory), AsyncStore(async_factory)
+    sync_store.count_profiles()
+    asyncio.run(async_store.count_profiles())
+    half = max(1, rows // 2)
+    seconds = {"sync": 0.0, "async": 0.0}
+
+    async def async_load(lo: int, hi: int) -> None:
+        for chunk in _batches(data.profiles[lo:hi], batch):
+            await async_store.add_profiles(chunk)
+
+    for lo in (0, half):
+        seconds["sync"] += _store_load(sync_store, data, lo, lo + half, batch)
+        start = time.perf_counter()
+        asyncio.run(async_load(lo, lo + half))
+        seconds["async"] += time.perf_counter() - start
+    sync_factory.dispose()
+    async_factory.dispose()
+    total = 2 * half
+    results.add(
+        Metric(backend, "ingest", "add_profiles: Store (profiles/s)", total / seconds["sync"], "/s")
+    )
+    results.add(
+        Metric(
+            backend,
+            "ingest",
+            "add_profiles: AsyncStore (profiles/s)",
+            total / seconds["async"],
             "/s",
         )
     )
-    results.add(Metric(backend, "workflow", "load_state (/s)", load_rate, "/s"))
     results.add(
         Metric(
-            backend,
-            "workflow",
-            "list_runs metadata filter, limit 50",
-            list_ms,
-            "ms",
-            detail={"rows": len(listed)},
+            backend, "ingest", "add_profiles: AsyncStore time / Store time",
+            seconds["async"] / seconds["sync"], "x", detail={"rows": total},
         )
-    )
+    )  # fmt: skip
+
+
+ASYNC_SEARCH_CASES = (
+    ("profiles", "hybrid", "user_id"),
+    ("profiles", "hybrid", "none"),
+    ("profiles", "vector", "user_id"),
+    ("profiles", "text", "user_id"),
+)
+
+
+def measure_async_searches(
+    results: Results,
+    backend: str,
+    store: Store,
+    queries: Sequence[Query],
+    size: int,
+    args: argparse.Namespace,
+) -> None:
+    """A few search cases through Store and AsyncStore, p50 side by side."""
+    astore = AsyncStore(store.factory)
+    sync_cases = {(e, m, f): c for e, m, f, c in _search_cases(store, queries)}
+    async_cases = {(e, m, f): c for e, m, f, c in _search_cases(astore, queries)}  # type: ignore[arg-type]
+    for key in ASYNC_SEARCH_CASES:
+        sync_stats = _time_calls(sync_cases[key], args.queries, args.warmup, args.case_budget)
+
+        async def timed(call: Callable[[int], Any] = async_cases[key]) -> list[float]:
+            for i in range(args.warmup):
+                await call(i)
+            samples = []
+            for i in range(args.queries):
+                start = time.perf_counter()
+                await call(args.warmup + i)
+                samples.append((time.perf_counter() - start) * 1000)
+            return samples
+
+        async_stats = _latency_stats(asyncio.run(timed()))
+        entity, mode, label = key
+        name = f"{entity} {mode} filter={label}"
+        results.add(
+            Metric(
+                backend,
+                f"async-search@{size}",
+                f"{name}: AsyncStore p95",
+                async_stats["p95"],
+                "ms",
+                detail={
+                    **async_stats,
+                    "store_p50": sync_stats["p50"],
+                    "store_p95": sync_stats["p95"],
+                },
+            )
+        )
+        results.add(
+            Metric(
+                backend,
+                f"async-search@{size}",
+                f"{name}: AsyncStore p50 / Store p50",
+                async_stats["p50"] / sync_stats["p50"],
+                "x",
+                detail={"store": sync_stats, "async": async_stats},
+            )
+        )
 
 
 # ------------------------------------------------------------------------------------ SQLite
@@ -584,6 +773,14 @@ def run_sqlite(
     store.count_profiles()  # open and migrate outside the timing
     seconds = _store_load(store, data, 0, ingest_n, args.batch)
     _record_ingest(results, backend, ingest_n, seconds, raw_seconds, "pysqlite3 executemany")
+    measure_async_ingest(
+        results,
+        backend,
+        lambda tag: _sqlite_factory(workdir / f"ingest-{tag}.db", args),
+        data,
+        ingest_n,
+        args.batch,
+    )
 
     loaded = ingest_n
     fraction = 0.0
@@ -601,8 +798,14 @@ def run_sqlite(
         console.log(f"sqlite: {size:,} profiles; others loaded {counts}")
         measure_searches(results, backend, store, queries, size, args, _entities(args, size, sizes))
         measure_recall(results, backend, store, data, size, queries[:50], [None])
-    measure_workflow(results, backend, store, args.workflow_ops)
+        if size == sizes[-1]:
+            measure_async_searches(results, backend, store, queries, size, args)
+    measure_workflow(results, backend, factory, args, raw_target=workdir / "store.db")
     factory.dispose()
+    if not args.no_retention:
+        retention_factory = _sqlite_factory(workdir / "retention.db", args)
+        measure_retention(results, backend, retention_factory, args)
+        retention_factory.dispose()
 
 
 def _entities(args: argparse.Namespace, size: int, sizes: Sequence[int]) -> list[str]:
@@ -663,9 +866,13 @@ def _wait_for_replica(primary_url: str, replica_url: str | None, timeout: float 
 
 
 def _pg_factory(
-    args: argparse.Namespace, primary: str, replica: str | None, schema: str
+    args: argparse.Namespace,
+    primary: str,
+    replica: str | None,
+    schema: str,
+    pooler: str = "none",
 ) -> SessionFactory:
-    settings = StorageSettings(embedding_dimensions=args.dims)
+    settings = StorageSettings(embedding_dimensions=args.dims, postgres_pooler=pooler)
     config = StorageConfigPostgres(db_url=primary, read_db_url=replica, schema=schema)
     upgrade(resolve_storage(config, settings))
     return SessionFactory.from_config(config, settings=settings)
@@ -830,6 +1037,14 @@ def run_postgres(
         raw_seconds = _pg_raw_ingest(primary, raw_schema, data.profiles[:ingest_n], args.batch)
         seconds = _store_load(store, data, 0, ingest_n, args.batch)
         _record_ingest(results, backend, ingest_n, seconds, raw_seconds, "psycopg binary COPY")
+        measure_async_ingest(
+            results,
+            backend,
+            lambda tag: _pg_factory(args, primary, replica, f"{schema}_ingest_{tag}"),
+            data,
+            min(ingest_n, args.pg_async_ingest_rows),
+            max(1, args.batch // 5),
+        )
         results.notes.append(
             "pg ingest: measured with every index in place (HNSW, GIN, btree); the test cluster "
             f"runs with fsync=off and shared_buffers {args.pg_shared_buffers}"
@@ -898,46 +1113,154 @@ def run_postgres(
             )
             measure_recall(results, backend, store, data, size, queries, [None, 40, 200, 400])
             _pgvector_recall(results, primary, schema, data, size, queries, [40, 100, 200, 400])
-        measure_workflow(results, backend, store, args.workflow_ops)
+            if size == sizes[-1]:
+                measure_async_searches(results, backend, store, queries, size, args)
+        measure_postgres_workflow(results, args, factory, primary, replica, schema)
+        if not args.no_retention:
+            retention_factory = _pg_factory(args, primary, replica, f"{schema}_retention")
+            measure_retention(results, backend, retention_factory, args)
+            retention_factory.dispose()
     finally:
         factory.dispose()
         if not args.keep_schema:
+            extra = ("ingest_sync", "ingest_async", "retention")
             _pg_exec(
                 primary,
-                f'DROP SCHEMA IF EXISTS "{schema}" CASCADE;\n'
-                f'DROP SCHEMA IF EXISTS "{raw_schema}" CASCADE',
+                ";\n".join(
+                    f'DROP SCHEMA IF EXISTS "{name}" CASCADE'
+                    for name in (schema, raw_schema, *(f"{schema}_{e}" for e in extra))
+                ),
             )
+
+
+def measure_postgres_workflow(
+    results: Results,
+    args: argparse.Namespace,
+    factory: SessionFactory,
+    primary: str,
+    replica: str | None,
+    schema: str,
+) -> None:
+    """Workflow state on PostgreSQL with both pooler settings: direct with psycopg's automatic
+    prepared statements (REFLEXIO_POSTGRES_POOLER=none), direct without them (=pgbouncer), and
+    through a real PgBouncer in transaction mode when the binary is installed."""
+    measure_workflow(
+        results, "pg", factory, args, raw_target=_psycopg_kwargs(primary), schema=schema
+    )
+    unprepared = _pg_factory(args, primary, replica, schema, pooler="pgbouncer")
+    try:
+        measure_workflow(
+            results, "pg", unprepared, args, variant=" (POOLER=pgbouncer setting, direct)"
+        )
+    finally:
+        unprepared.dispose()
+    from tests.support.pgbouncer import pgbouncer_binary, start_pgbouncer
+
+    if pgbouncer_binary() is None:
+        results.notes.append("pgbouncer is not installed: workflow through PgBouncer not measured")
+        return
+    bouncer = start_pgbouncer(primary, pool_size=4, port=6544)
+    behind = SessionFactory.from_config(
+        StorageConfigPostgres(db_url=bouncer.url, read_db_url=replica, schema=schema),
+        settings=StorageSettings(embedding_dimensions=args.dims, postgres_pooler="pgbouncer"),
+    )
+    try:
+        measure_workflow(
+            results, "pg", behind, args, variant=" (through PgBouncer, transaction mode)"
+        )
+    finally:
+        behind.dispose()
+        bouncer.stop()
+
+
+# ------------------------------------------------------------------------------------- large
+
+
+def run_large_sqlite(results: Results, args: argparse.Namespace, workdir: Path) -> None:
+    from benchmarks.bench_large import run_large
+
+    console.rule("SQLite --large")
+    path = workdir / "large.db"
+    factory = _sqlite_factory(path, args)
+    try:
+        run_large(results, args, "sqlite", factory, sqlite_path=path)
+    finally:
+        factory.dispose()
+
+
+def run_large_postgres(
+    results: Results, args: argparse.Namespace, primary: str, replica: str | None
+) -> None:
+    from benchmarks.bench_large import run_large
+
+    console.rule("PostgreSQL --large")
+    schema = f"bench_large_{uuid.uuid4().hex[:8]}"
+    factory = _pg_factory(args, primary, replica, schema)
+    try:
+        run_large(results, args, "pg", factory, primary=primary, replica=replica, schema=schema)
+    finally:
+        factory.dispose()
+        if not args.keep_schema:
+            _pg_exec(primary, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 # ------------------------------------------------------------------------------------ report
 
 
+def _targets_by_suffix(results: Results, suffix: str, bound: float, label: str) -> None:
+    """The ≤ target on every metric whose name ends with `suffix` (async/sync ratios)."""
+    for m in results.metrics:
+        if m.name.endswith(suffix):
+            _target(results, m.backend, m.group, m.name, "≤", bound, label)
+
+
 def apply_targets(results: Results) -> None:
-    for backend in ("sqlite", "pg"):
-        _target(
-            results,
-            backend,
-            "ingest",
-            "Store.add_profiles (profiles/s, with search entries)",
-            "≥",
-            5000,
-            "bulk ingest ≥ 5,000 profiles/s",
-        )
-        _target(
-            results, backend, "ingest", "raw rate / Store rate", "≤", 2.0, "ingest within 2x of raw"
-        )
+    _target(
+        results,
+        "sqlite",
+        "ingest",
+        "Store.add_profiles (profiles/s, with search entries)",
+        "≥",
+        5000,
+        "bulk ingest ≥ 5,000 profiles/s",
+    )
+    _target(
+        results, "sqlite", "ingest", "raw rate / Store rate", "≤", 2.0, "ingest within 2x of raw"
+    )
+    _target(
+        results,
+        "pg",
+        "ingest",
+        "raw rate / Store rate",
+        "≤",
+        1.25,
+        "PG ingest within 1.25x of binary COPY with the same indexes",
+    )
+    _targets_by_suffix(results, "AsyncStore time / Store time", 1.5, "async within 1.5x")
+    _targets_by_suffix(results, "AsyncStore p50 / Store p50", 1.5, "async search within 1.5x")
+    for backend, save, load in (("sqlite", 2000, 10000), ("pg", 2500, 5000)):
         _target(
             results,
             backend,
             "workflow",
             "save_state (slower of the two)",
             "≥",
-            2000,
-            "save_state ≥ 2,000/s",
+            save,
+            f"save_state ≥ {save:,}/s",
         )
         _target(
-            results, backend, "workflow", "load_state (/s)", "≥", 10000, "load_state ≥ 10,000/s"
+            results, backend, "workflow", "load_state (/s)", "≥", load, f"load_state ≥ {load:,}/s"
         )
+        for m in results.metrics:
+            if (
+                m.backend == backend
+                and m.name.startswith("list_runs(status=...)")
+                and (m.name.endswith("Store p95") and "AsyncStore" not in m.name)
+            ):
+                _target(results, backend, m.group, m.name, "≤", 2.0, "list_runs ≤ 2 ms", on="p50")
+            if m.backend == backend and m.group == "retention" and m.name.endswith(" p95"):
+                _target(results, backend, m.group, m.name, "≤", 1.0, "retention ≤ 1 ms", on="p50")
+
     _target(
         results,
         "sqlite",
@@ -1064,12 +1387,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workflow-ops", type=int, default=3000)
     parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of each workflow rate (median reported)"
+    )
+    parser.add_argument(
+        "--retention-rows",
+        type=int,
+        default=249_999,
+        help="profiles in the retention check's store (the default limit is 250,000)",
+    )
+    parser.add_argument("--retention-calls", type=int, default=200)
+    parser.add_argument("--no-retention", action="store_true")
+    parser.add_argument(
+        "--pg-async-ingest-rows",
+        type=int,
+        default=2000,
+        help="rows per store in the PostgreSQL Store/AsyncStore ingest comparison (HNSW is slow)",
+    )
+    parser.add_argument(
         "--all-entities-every-size",
         action="store_true",
         help="measure interactions and playbooks at every size, not only the largest",
     )
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument(
+        "--search",
+        action="store_true",
+        help="only the search benchmark (benchmarks/search_bench.py: SQLite vector index, "
+        "PostgreSQL one-statement search, recall, round trips)",
+    )
     parser.add_argument("--pg-url", help="an existing PostgreSQL primary (SQLAlchemy URL)")
     parser.add_argument("--pg-read-url", help="its reader (replica); default: the primary")
     parser.add_argument(
@@ -1084,6 +1430,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--keep-schema", action="store_true", help="keep the PostgreSQL benchmark schema"
     )
     parser.add_argument("--out", default="bench-results/bench.json", help="JSON output file")
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="only the scale curve: profiles loaded to --large-sizes, user-filtered search p95, "
+        "ingest rate, size on disk and memory at each size (see benchmarks/bench_large.py)",
+    )
+    parser.add_argument("--large-sizes", default="10000,100000,1000000")
+    parser.add_argument(
+        "--large-budget",
+        type=float,
+        default=3600.0,
+        help="seconds of loading per database in --large; the curve stops where it runs out",
+    )
+    parser.add_argument("--large-chunk", type=int, default=20000, help="rows generated at a time")
+    parser.add_argument(
+        "--workdir", default="/tmp", help="where SQLite files and a started cluster live"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         explicit = {a.split("=")[0] for a in (argv if argv is not None else sys.argv[1:])}
@@ -1095,6 +1458,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             "--ingest-rows": 2000,
             "--workflow-ops": 500,
             "--batch": 1000,
+            "--rounds": 1,
+            "--retention-rows": 20000,
+            "--retention-calls": 50,
+            "--pg-async-ingest-rows": 500,
         }
         for flag, value in quick.items():
             if flag not in explicit:
@@ -1104,18 +1471,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.search:
+        from benchmarks import search_bench
+
+        return search_bench.main(
+            [
+                *(["--no-sqlite"] if args.no_sqlite else []),
+                *(["--no-pg"] if args.no_pg else []),
+                *(["--pg-url", args.pg_url] if args.pg_url else []),
+                *(["--pg-read-url", args.pg_read_url] if args.pg_read_url else []),
+            ]
+        )
     sqlite_sizes = sorted({int(s) for s in str(args.sizes).split(",")})
     pg_sizes = sorted({int(s) for s in str(args.pg_sizes).split(",")})
     started = time.perf_counter()
     results = Results()
     max_size = max(([] if args.no_sqlite else sqlite_sizes) + ([] if args.no_pg else pg_sizes))
-    data = build_dataset(args, max_size)
-    queries = build_queries(args, data.users)
-    workdir = Path(tempfile.mkdtemp(prefix="rxs-bench-", dir="/tmp"))
+    if args.large:
+        data, queries = None, []  # the scale curve generates its rows while loading
+    else:
+        data = build_dataset(args, max_size)
+        queries = build_queries(args, data.users)
+    workdir = Path(tempfile.mkdtemp(prefix="rxs-bench-", dir=args.workdir))
     cluster = None
     try:
         if not args.no_sqlite:
-            run_sqlite(results, args, data, queries, sqlite_sizes, workdir)
+            if args.large:
+                run_large_sqlite(results, args, workdir)
+            else:
+                run_sqlite(results, args, data, queries, sqlite_sizes, workdir)  # type: ignore[arg-type]
         if not args.no_pg:
             primary, replica = args.pg_url, args.pg_read_url
             if primary is None:
@@ -1129,12 +1513,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"pg: primary + streaming replica started in {time.perf_counter() - t0:.1f} s"
                 )
                 primary, replica = cluster.primary_url, cluster.replica_url
-            run_postgres(results, args, data, queries, pg_sizes, primary, replica)
+            if args.large:
+                run_large_postgres(results, args, primary, replica)
+            else:
+                run_postgres(results, args, data, queries, pg_sizes, primary, replica)  # type: ignore[arg-type]
     finally:
         if cluster is not None:
             cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    apply_targets(results)
+    if not args.large:
+        apply_targets(results)
     elapsed = time.perf_counter() - started
     render(results)
     out = Path(args.out)

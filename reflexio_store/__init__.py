@@ -9,6 +9,8 @@ with factory.reader() as session: ...    # read-only, on the replica when config
 from reflexio_store.errors import (
     ConfigurationError,
     ConflictError,
+    DatabaseBusyError,
+    DatabaseUnavailableError,
     DriverMissingError,
     NotFoundError,
     PgVectorUnavailableError,
@@ -35,6 +37,8 @@ from reflexio_store.settings import (
 __all__ = [
     "ConfigurationError",
     "ConflictError",
+    "DatabaseBusyError",
+    "DatabaseUnavailableError",
     "DriverMissingError",
     "NotFoundError",
     "PgVectorUnavailableError",

@@ -1,23 +1,31 @@
-"""`reflexio-store`: migrate, check and demo from an installed package (no checkout needed)."""
+"""`reflexio-store`: migrate, check and demo from an installed package (no checkout needed).
+
+Every failure ends in one line on stderr (the masked URL and the server's reason where there is
+one) and a non-zero exit; `--debug` adds the traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import sys
+import traceback
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from reflexio_store.errors import ReflexioStoreError
+from reflexio_store.db_errors import is_unavailable, server_reason, unavailable_error
+from reflexio_store.errors import ConfigurationError, ReflexioStoreError
 from reflexio_store.migrations import (
-    VERSION_TABLE,
     current_revision,
     downgrade,
     head_revision,
+    packaged_alembic_ini,
     upgrade,
 )
 from reflexio_store.sessions import SessionFactory
@@ -30,6 +38,9 @@ from reflexio_store.settings import (
 )
 from reflexio_store.urls import parse_database_url
 
+EXIT_NOT_READY = 1
+EXIT_ERROR = 2
+
 
 def _storage(args: argparse.Namespace) -> ResolvedStorage:
     url = getattr(args, "url", None)
@@ -38,31 +49,104 @@ def _storage(args: argparse.Namespace) -> ResolvedStorage:
         storage = resolve_storage()
         if schema:
             storage = dataclasses.replace(storage, schema=validate_schema(schema))
-        return storage
-    if parse_database_url(url).backend == "sqlite":
-        return resolve_storage(StorageConfigSQLite(db_url=url))
-    return resolve_storage(StorageConfigPostgres(db_url=url, schema=schema))
+    elif parse_database_url(url, "--url").backend == "sqlite":
+        storage = resolve_storage(StorageConfigSQLite(db_url=url))
+    else:
+        storage = resolve_storage(StorageConfigPostgres(db_url=url, schema=schema))
+    if schema and storage.backend == "sqlite":
+        raise ConfigurationError(
+            f"--schema {schema} applies to PostgreSQL, but the database is SQLite "
+            f"({storage.writer_url.masked()}): SQLite keeps one organization per file."
+        )
+    args.storage = storage  # for the error line, should the command fail
+    return storage
+
+
+def _where(storage: ResolvedStorage) -> str:
+    return f"{storage.writer_url.masked()} (schema {storage.schema or 'public'})"
 
 
 def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     storage = _storage(args)
+    upgrade(storage, args.revision, sql=args.sql)
     if args.sql:
-        upgrade(storage, args.revision, sql=True)
         return 0
-    upgrade(storage, args.revision)
     console.print(
-        f"[green]Migrated[/] {storage.writer_url.masked()} "
-        f"(schema {storage.schema or 'public'}) to {args.revision}."
+        f"[green]Migrated[/] {escape(_where(storage))} to {escape(args.revision)}.",
+        soft_wrap=True,
     )
+    if storage.self_host is not None and args.revision == "head":
+        # Self-host start-up applies the migrations and bootstraps the one login (Reflexio).
+        from reflexio_store.migrations import migration_engine
+        from reflexio_store.self_host import bootstrap_self_host
+
+        engine = migration_engine(storage)
+        try:
+            translate = {None: storage.schema} if storage.schema else None
+            result = bootstrap_self_host(
+                engine.execution_options(schema_translate_map=translate), storage.self_host
+            )
+        finally:
+            engine.dispose()
+        state = "created" if result.created else "password rotated" if result.rotated else "ok"
+        console.print(
+            f"Self-host organization {escape(storage.self_host.username)}: {state}.",
+            soft_wrap=True,
+        )
     return 0
+
+
+def _confirm_base(storage: ResolvedStorage, console: Console) -> bool:
+    """Downgrading to base drops every table: ask on a terminal, refuse without one."""
+    question = (
+        f"Downgrade {_where(storage)} to base? This drops every reflexio_store table and its "
+        "data. Type 'yes' to go on: "
+    )
+    if sys.stdin is None or not sys.stdin.isatty():
+        raise _Refused(
+            f"Refusing to downgrade {_where(storage)} to base without confirmation (no terminal "
+            "to ask on): it drops every reflexio_store table and its data. Re-run with --yes."
+        )
+    console.print(escape(question), end="", soft_wrap=True)
+    try:
+        answer = input()
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() == "yes"
+
+
+class _Refused(Exception):
+    """The command was not run because the user did not confirm it."""
 
 
 def cmd_downgrade(args: argparse.Namespace, console: Console) -> int:
     storage = _storage(args)
+    confirmed = args.yes or args.sql or args.revision != "base"
+    if not confirmed and not _confirm_base(storage, console):
+        console.print("Not confirmed: nothing was changed.")
+        return EXIT_ERROR
     downgrade(storage, args.revision, sql=args.sql)
     if not args.sql:
-        console.print(f"[yellow]Downgraded[/] {storage.writer_url.masked()} to {args.revision}.")
+        console.print(
+            f"[yellow]Downgraded[/] {escape(_where(storage))} to {escape(args.revision)}.",
+            soft_wrap=True,
+        )
     return 0
+
+
+def _pgvector_state(conn: Any) -> tuple[str, bool]:
+    installed = conn.execute(
+        text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    ).scalar()
+    if installed:
+        return str(installed), True
+    available = conn.execute(
+        text("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
+    ).scalar()
+    if available:
+        # The first migration creates it (or says which superuser command to run).
+        return f"{available} available, not yet created (the migration creates it)", True
+    return "not available on this server (install pgvector there)", False
 
 
 def _probe(factory: SessionFactory, role: str) -> dict[str, Any]:
@@ -71,12 +155,7 @@ def _probe(factory: SessionFactory, role: str) -> dict[str, Any]:
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             info["server"] = "PostgreSQL " + str(conn.execute(text("SHOW server_version")).scalar())
-            info["pgvector"] = (
-                conn.execute(
-                    text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-                ).scalar()
-                or "not installed"
-            )
+            info["pgvector"], info["pgvector_ok"] = _pgvector_state(conn)
             info["in_recovery"] = conn.execute(text("SELECT pg_is_in_recovery()")).scalar()
         else:
             info["server"] = "SQLite " + str(
@@ -86,52 +165,80 @@ def _probe(factory: SessionFactory, role: str) -> dict[str, Any]:
                 info["sqlite-vec"] = conn.exec_driver_sql("SELECT vec_version()").scalar()
             except DBAPIError:
                 info["sqlite-vec"] = "not loaded"
-        schema = factory.storage.schema
-        has_version = inspect(conn).has_table(VERSION_TABLE, schema=schema)
-        info["revision"] = current_revision(conn, schema) if has_version else None
+        if role == "writer":
+            info["revision"] = current_revision(conn, factory.storage.schema)
     return info
+
+
+def _replica_line(replica: dict[str, Any]) -> str:
+    if not replica.get("reachable", True):
+        return f"[yellow]unreachable: {replica.get('reason')}[/] (reads use the primary)"
+    lag = replica.get("lag_ms")
+    lag_text = "unknown" if lag is None else f"{lag:.0f} ms"
+    return f"reachable, {replica['state']}, lag {lag_text}"
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     storage = _storage(args)
     factory = SessionFactory(storage)
     table = Table(title="reflexio_store check", show_header=False)
-    table.add_column("setting", style="bold")
-    table.add_column("value")
+    table.add_column("setting", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")  # long URLs fold onto more lines, never cut
     for key, value in storage.describe().items():
-        table.add_row(key, str(value))
+        table.add_row(key, escape(str(value)))
     head = head_revision()
-    ok = True
+    problems: list[str] = []
+    failure: str | None = None
     try:
         writer = _probe(factory, "writer")
         table.add_row("writer server", writer["server"])
-        for key in ("pgvector", "sqlite-vec"):
-            if key in writer:
-                table.add_row(key, str(writer[key]))
-                ok = ok and writer[key] not in ("not installed", "not loaded")
-        at_head = writer["revision"] == head
-        ok = ok and at_head
+        if "pgvector" in writer:
+            table.add_row("pgvector", escape(writer["pgvector"]))
+            if not writer["pgvector_ok"]:
+                problems.append("install pgvector on the PostgreSQL server")
+        if "sqlite-vec" in writer:
+            table.add_row("sqlite-vec", str(writer["sqlite-vec"]))
+            if writer["sqlite-vec"] == "not loaded":
+                problems.append("install sqlite-vec (pip install sqlite-vec)")
         revision = f"{writer['revision'] or '(none)'} (head {head})"
-        table.add_row("schema revision", revision if at_head else f"[red]{revision}[/]")
+        if writer["revision"] == head:
+            table.add_row("schema revision", revision)
+        else:
+            table.add_row("schema revision", f"[red]{revision}[/]")
+            flag = f" --schema {storage.schema}" if storage.schema else ""
+            problems.append(f"run `reflexio-store migrate{flag}`")
         if factory.has_replica:
-            reader = _probe(factory, "reader")
-            table.add_row(
-                "reader in use", f"yes: {reader['server']}, in recovery: {reader['in_recovery']}"
-            )
+            # A replica that is down or behind is not fatal: reads go to the primary instead.
+            for replica in factory.replicas.status():
+                table.add_row(f"replica {replica['url']}", _replica_line(replica))
         else:
             table.add_row("reader in use", "no (searches use the writer)")
     except DBAPIError as exc:
-        ok = False
-        table.add_row("connection", f"[red]failed: {type(exc.orig).__name__}[/]")
+        if args.debug:
+            traceback.print_exc()
+        reason = server_reason(exc, storage.writer_url)
+        table.add_row("connection", f"[red]failed: {escape(reason)}[/]")
+        failure = (
+            str(unavailable_error(exc, storage.writer_url))
+            if is_unavailable(exc)
+            else f"The check failed on {storage.writer_url.masked()}: {reason}."
+        )
     finally:
         factory.dispose()
     console.print(table)
-    if not ok:
-        console.print(
-            "[red]Not ready.[/] Run `reflexio-store migrate` (or `alembic upgrade head`) and "
-            "make sure pgvector is installed on PostgreSQL."
-        )
-    return 0 if ok else 1
+    if failure is not None:
+        _error_line(failure)
+        return EXIT_ERROR
+    if problems:
+        console.print(f"[red]Not ready.[/] To fix: {escape('; '.join(problems))}.", soft_wrap=True)
+        return EXIT_NOT_READY
+    return 0
+
+
+def cmd_alembic_ini(args: argparse.Namespace, console: Console) -> int:
+    # Plain print: the path is meant for `alembic -c "$(reflexio-store alembic-ini)"`.
+    print(packaged_alembic_ini())
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
@@ -140,15 +247,27 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     return int(run_demo(console, db_url=args.url))
 
 
+def _version() -> str:
+    try:
+        version = importlib.metadata.version("reflexio-store")
+    except importlib.metadata.PackageNotFoundError:
+        version = "(not installed)"
+    return f"reflexio-store {version} (schema head {head_revision()})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reflexio-store", description="reflexio_store: migrations, checks and a demo."
     )
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--url", help="database URL (default: REFLEXIO_DB_URL or the SQLite file)")
         p.add_argument("--schema", help="PostgreSQL schema (default: REFLEXIO_POSTGRES_SCHEMA)")
+        # SUPPRESS: `reflexio-store --debug check` and `reflexio-store check --debug` both work.
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     migrate = sub.add_parser("migrate", help="upgrade the schema (default: to head)")
     migrate.add_argument("revision", nargs="?", default="head")
@@ -159,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     down = sub.add_parser("downgrade", help="downgrade the schema to a revision (e.g. base)")
     down.add_argument("revision")
     down.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
+    down.add_argument(
+        "--yes", action="store_true", help="do not ask before downgrading to base (drops data)"
+    )
     common(down)
     down.set_defaults(func=cmd_downgrade)
 
@@ -166,10 +288,39 @@ def build_parser() -> argparse.ArgumentParser:
     common(check)
     check.set_defaults(func=cmd_check)
 
+    ini = sub.add_parser(
+        "alembic-ini",
+        help='print the path of the shipped alembic.ini: alembic -c "$(reflexio-store '
+        'alembic-ini)" upgrade head',
+    )
+    ini.set_defaults(func=cmd_alembic_ini)
+
     demo = sub.add_parser("demo", help="load a synthetic Reflexio workload and search it")
     demo.add_argument("--url", help="database URL (default: a fresh SQLite file in a temp folder)")
+    demo.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     demo.set_defaults(func=cmd_demo)
+
+    from reflexio_store.transfer.commands import register as register_transfer
+
+    register_transfer(sub)
     return parser
+
+
+def _error_line(message: str) -> None:
+    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def _describe(exc: BaseException, args: argparse.Namespace) -> str:
+    storage: ResolvedStorage | None = getattr(args, "storage", None)
+    if isinstance(exc, _Refused | ReflexioStoreError):
+        return str(exc)
+    if isinstance(exc, DBAPIError) and storage is not None:
+        if is_unavailable(exc):
+            return str(unavailable_error(exc, storage.writer_url))
+        return f"{storage.writer_url.masked()}: {server_reason(exc, storage.writer_url)}"
+    if isinstance(exc, DBAPIError):
+        return server_reason(exc)
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,9 +328,17 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         return int(args.func(args, console))
-    except ReflexioStoreError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}")
-        return 2
+    except KeyboardInterrupt:
+        _error_line("interrupted.")
+        return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        hint = "" if args.debug else " (--debug shows the traceback)"
+        if isinstance(exc, _Refused | ReflexioStoreError):
+            hint = ""
+        _error_line(_describe(exc, args) + hint)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -22,11 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from reflexio_store.errors import ConfigurationError
 from reflexio_store.pool import BoundedAsyncQueuePool, BoundedQueuePool, labelled_pool_class
 from reflexio_store.settings import PoolSettings
-from reflexio_store.urls import DatabaseURL
+from reflexio_store.urls import SECRET_QUERY_KEYS, DatabaseURL
 
 Role = Literal["writer", "reader"]
 WRITE_OPTION = "reflexio_store_write"
 """Execution option marking a connection whose transactions write (SQLite: BEGIN IMMEDIATE)."""
+SINGLE_STATEMENT_OPTION = "reflexio_store_single_statement"
+"""SQLite: no BEGIN for this connection; its one statement runs in autocommit (a write statement
+takes the write lock itself, waiting on busy_timeout). Setting the isolation level instead would
+cost a PRAGMA when the connection goes back to the pool."""
 
 SQLITE_CACHE_KIB = 32 * 1024
 SQLITE_MMAP_BYTES = 1 << 30
@@ -84,7 +88,10 @@ def _install_sqlite_transaction_control(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        if conn.get_execution_options().get(WRITE_OPTION):
+        options = conn.get_execution_options()
+        if options.get(SINGLE_STATEMENT_OPTION):
+            return  # one statement in the driver's autocommit: its own transaction
+        if options.get(WRITE_OPTION):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
@@ -140,7 +147,7 @@ def create_async_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> AsyncEng
     if url.is_memory:
         raise ConfigurationError(
             "Async sessions need an SQLite file: an in-memory database lives in the one "
-            "connection of the sync engine. Use sqlite:///path/to/file.db for AsyncStore."
+            "connection of the sync engine. Use sqlite:///path/to/file.db for async sessions."
         )
     module = sqlite_module()
     path = _sqlite_path(url)
@@ -180,33 +187,76 @@ def create_async_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> AsyncEng
     return engine
 
 
+Pooler = Literal["pgbouncer"] | None
+
+
+def secret_free_url(url: URL) -> tuple[URL, dict[str, str]]:
+    """The URL without its password (user part or libpq ?password= style keys), and those
+    secrets as connect arguments: the engine's URL, reprs and logs then hold no secret."""
+    secrets: dict[str, str] = {}
+    if url.password is not None:
+        secrets["password"] = str(url.password)
+        # URL.set() ignores None: build the URL again without the password.
+        url = URL.create(
+            url.drivername,
+            username=url.username,
+            host=url.host,
+            port=url.port,
+            database=url.database,
+            query=url.query,
+        )
+    keys = [k for k in url.query if k.lower() in SECRET_QUERY_KEYS]
+    for key in keys:
+        value = url.query[key]
+        secrets[key] = value if isinstance(value, str) else value[-1]
+    if keys:
+        url = url.difference_update_query(keys)
+    return url, secrets
+
+
+def postgres_connect_args(
+    url: URL, *, application_name: str, pooler: Pooler
+) -> tuple[URL, dict[str, Any]]:
+    """Driver arguments shared by every PostgreSQL engine: label, connect timeout, secrets, and
+    behind a transaction-mode pooler no server-side prepared statements (a prepared statement
+    lives on one server connection, which the next transaction may not get)."""
+    target, secrets = secret_free_url(url)
+    args: dict[str, Any] = {"application_name": application_name, "connect_timeout": 10}
+    if pooler is not None:
+        args["prepare_threshold"] = None
+    args.update(secrets)
+    return target, args
+
+
 def _postgres_kwargs(
-    role: Role, pool: PoolSettings, schema: str | None, base_pool: type[Any]
-) -> dict[str, Any]:
+    url: URL, role: Role, pool: PoolSettings, pooler: Pooler, base_pool: type[Any]
+) -> tuple[URL, dict[str, Any]]:
+    label = f"reflexio_store.{role}"
+    target, connect_args = postgres_connect_args(url, application_name=label, pooler=pooler)
     kwargs: dict[str, Any] = {
         "poolclass": labelled_pool_class(base_pool, role),
         "pool_size": pool.size,
         "max_overflow": 0,
         "pool_timeout": pool.acquire_timeout,
         "pool_pre_ping": True,
-        "pool_logging_name": f"reflexio_store.{role}",
-        "connect_args": {"application_name": f"reflexio_store.{role}", "connect_timeout": 10},
+        "pool_logging_name": label,
+        "connect_args": connect_args,
         "hide_parameters": True,
     }
-    if schema:
-        kwargs["execution_options"] = {"schema_translate_map": {None: schema}}
-    return kwargs
+    return target, kwargs
 
 
 def create_postgres_engine(
-    url: DatabaseURL, pool: PoolSettings, *, role: Role, schema: str | None
+    url: DatabaseURL, pool: PoolSettings, *, role: Role, pooler: Pooler = None
 ) -> Engine:
-    return create_engine(url.url, **_postgres_kwargs(role, pool, schema, BoundedQueuePool))
+    """A bounded engine for one database and role. It carries nothing of an organization: the
+    schema is chosen per session through `schema_translate_map` (see engine_registry)."""
+    target, kwargs = _postgres_kwargs(url.url, role, pool, pooler, BoundedQueuePool)
+    return create_engine(target, **kwargs)
 
 
 def create_async_postgres_engine(
-    url: DatabaseURL, pool: PoolSettings, *, role: Role, schema: str | None
+    url: DatabaseURL, pool: PoolSettings, *, role: Role, pooler: Pooler = None
 ) -> AsyncEngine:
-    return create_async_engine(
-        url.url, **_postgres_kwargs(role, pool, schema, BoundedAsyncQueuePool)
-    )
+    target, kwargs = _postgres_kwargs(url.url, role, pool, pooler, BoundedAsyncQueuePool)
+    return create_async_engine(target, **kwargs)

@@ -25,6 +25,15 @@ class PoolTimeoutError(ReflexioStoreError, TimeoutError):
     """No pooled connection became free within the acquire timeout."""
 
 
+class DatabaseUnavailableError(ReflexioStoreError, ConnectionError):
+    """The database could not be reached, refused the connection (credentials, starting up,
+    shutting down) or dropped it. The message names the masked URL and the server's reason."""
+
+
+class DatabaseBusyError(ReflexioStoreError, TimeoutError):
+    """SQLite stayed locked by another writer past the busy timeout (the setting is named)."""
+
+
 class ReadOnlySessionError(ReflexioStoreError):
     """A write was attempted through a reader session."""
 

@@ -6,24 +6,30 @@ as reflexio_store/_alembic (see pyproject.toml), so `reflexio-store migrate` wor
 
 from __future__ import annotations
 
+import functools
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, func, inspect, pool, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from alembic import command
+from reflexio_store.db_errors import is_unavailable, server_reason, unavailable_error
 from reflexio_store.errors import (
     ConfigurationError,
     PgVectorUnavailableError,
     SchemaNotReadyError,
 )
-from reflexio_store.settings import ResolvedStorage
+from reflexio_store.settings import DEFAULT_SCHEMA, ResolvedStorage
 from reflexio_store.types import Embedding, SearchVector
 
 VERSION_TABLE = "alembic_version"
@@ -45,9 +51,15 @@ def script_location() -> str:
     return str(Path(__file__).resolve().parent.parent / "alembic")
 
 
+def packaged_alembic_ini() -> str:
+    """The alembic.ini that travels with the migrations (in the wheel and in a checkout), for
+    Alembic's own command line: `alembic -c "$(reflexio-store alembic-ini)" upgrade head`."""
+    return str(Path(script_location()) / "alembic.ini")
+
+
 def alembic_config(storage: ResolvedStorage | None = None, stdout: TextIO | None = None) -> Config:
     """An Alembic Config for the packaged migrations, carrying `storage` to env.py."""
-    ini = Path(script_location()).parent / "alembic.ini"
+    ini = Path(packaged_alembic_ini())
     cfg = Config(str(ini) if ini.exists() else None, stdout=stdout or sys.stdout)
     cfg.set_main_option("script_location", script_location())
     if storage is not None:
@@ -55,22 +67,71 @@ def alembic_config(storage: ResolvedStorage | None = None, stdout: TextIO | None
     return cfg
 
 
+@functools.cache
 def head_revision() -> str:
+    """The migrations' head, read once per process: parsing the revision files costs ~40 ms,
+    and every organization's first session asks."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
 def upgrade(storage: ResolvedStorage, revision: str = "head", *, sql: bool = False) -> None:
-    command.upgrade(alembic_config(storage), revision, sql=sql)
+    """Upgrade `storage`'s schema (organization) to `revision`.
+
+    Raises ConfigurationError for an unknown revision and DatabaseUnavailableError (masked URL,
+    the server's reason) when the database cannot be reached or refuses the login."""
+    with _ALEMBIC_LOCK, _translated_errors(storage, "migrate"):
+        command.upgrade(alembic_config(storage), revision, sql=sql)
 
 
 def downgrade(storage: ResolvedStorage, revision: str = "base", *, sql: bool = False) -> None:
-    command.downgrade(alembic_config(storage), revision, sql=sql)
+    """Downgrade `storage`'s schema to `revision` (base drops every reflexio_store table)."""
+    with _ALEMBIC_LOCK, _translated_errors(storage, "downgrade"):
+        command.downgrade(alembic_config(storage), revision, sql=sql)
+
+
+def known_revisions() -> list[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+# Alembic installs its `context` and `op` proxies as module globals while env.py runs: two
+# threads migrating (two organizations' first requests with auto-migrate) would clobber each
+# other's. Across processes the per-schema advisory lock (env.py) serialises; here this does.
+_ALEMBIC_LOCK = threading.RLock()
+
+
+@contextmanager
+def _translated_errors(storage: ResolvedStorage, action: str) -> Iterator[None]:
+    try:
+        yield
+    except CommandError as exc:
+        # Alembic's message ("Can't locate revision identified by 'x'") is plain; say what works.
+        raise ConfigurationError(
+            f"Cannot {action} to that revision: {str(exc).splitlines()[0]}. Known revisions: "
+            f"{', '.join(known_revisions())}; also head, base, +N, -N."
+        ) from None
+    except DBAPIError as exc:
+        if is_unavailable(exc):
+            raise unavailable_error(exc, storage.writer_url, action) from None
+        raise
+
+
+def version_table_schema(dialect: str, schema: str | None) -> str | None:
+    """Where a schema's version table lives: in that schema, named explicitly on PostgreSQL
+    (public included), so that lookups never go through the search path. SQLite: no schema."""
+    if dialect != "postgresql":
+        return None
+    return schema or DEFAULT_SCHEMA
 
 
 def current_revision(connection: Connection, schema: str | None) -> str | None:
-    ctx = MigrationContext.configure(connection, opts={"version_table_schema": schema})
+    """The revision of `schema` (None: public), or None when it has no version table."""
+    where = version_table_schema(connection.dialect.name, schema)
+    if not inspect(connection).has_table(VERSION_TABLE, schema=where):
+        return None
+    ctx = MigrationContext.configure(connection, opts={"version_table_schema": where})
     heads = ctx.get_current_heads()
     return heads[0] if heads else None
 
@@ -79,7 +140,7 @@ def migration_engine(storage: ResolvedStorage) -> Engine:
     """A short-lived engine for migrations: always the writer, never pooled."""
     from sqlalchemy import create_engine
 
-    from reflexio_store.engines import WRITE_OPTION, create_sqlite_engine
+    from reflexio_store.engines import WRITE_OPTION, create_sqlite_engine, postgres_connect_args
 
     if storage.backend == "sqlite":
         if storage.writer_url.is_memory:
@@ -90,11 +151,11 @@ def migration_engine(storage: ResolvedStorage) -> Engine:
         return create_sqlite_engine(storage.writer_url, storage.writer_pool).execution_options(
             **{WRITE_OPTION: True}
         )
+    url, connect_args = postgres_connect_args(
+        storage.writer_url.url, application_name="reflexio_store.migrate", pooler=storage.pooler
+    )
     return create_engine(
-        storage.writer_url.url,
-        poolclass=pool.NullPool,
-        connect_args={"application_name": "reflexio_store.migrate", "connect_timeout": 10},
-        hide_parameters=True,
+        url, poolclass=pool.NullPool, connect_args=connect_args, hide_parameters=True
     )
 
 
@@ -160,11 +221,17 @@ def _require_pgvector_version(connection: Connection, where: str) -> None:
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    # FTS5 tables and their shadow tables are created by the migration, not by the models.
+    # FTS5 tables and their shadow tables, and SQLite's vector change log (revision 0006), are
+    # created by the migrations, not by the models; the version table is Alembic's
+    # (autogenerate only skips it when its schema is None).
     return not (
         type_ == "table"
         and name is not None
-        and (name.endswith(FTS_TABLE_SUFFIXES) or name.startswith("sqlite_"))
+        and (
+            name.endswith(FTS_TABLE_SUFFIXES)
+            or name.startswith("sqlite_")
+            or name in (VERSION_TABLE, "vector_changes")
+        )
     )
 
 
@@ -216,27 +283,45 @@ def ensure_schema_ready(storage: ResolvedStorage, engine: Engine) -> None:
     head = head_revision()
     try:
         with engine.connect() as connection:
-            exists = inspect(connection).has_table(VERSION_TABLE, schema=storage.schema)
-            current = current_revision(connection, storage.schema) if exists else None
+            current = current_revision(connection, storage.schema)
     except DBAPIError as exc:
+        if is_unavailable(exc):
+            raise unavailable_error(
+                exc, storage.writer_url, "read the schema revision from"
+            ) from None
         raise SchemaNotReadyError(
             f"Could not read the schema revision from {storage.writer_url.masked()}: "
-            f"{type(exc.orig).__name__}. Check that the database is reachable."
+            f"{server_reason(exc, storage.writer_url)}."
         ) from None
     if current == head:
-        _check_embedding_dimensions(storage, engine)
-        return
-    if storage.auto_migrate:
+        with _translated_errors(storage, "check"):
+            _check_embedding_dimensions(storage, engine)
+    elif storage.auto_migrate:
         if storage.writer_url.is_memory:
             _upgrade_in_place(engine, storage)
         else:
             upgrade(storage)
-        return
-    state = "has no reflexio_store tables" if current is None else f"is at revision {current}"
-    raise SchemaNotReadyError(
-        f"The database {storage.writer_url.masked()} (schema {storage.schema or 'public'}) "
-        f"{state}, but this version of reflexio_store needs {head}. Run `alembic upgrade head` "
-        "(or `reflexio-store migrate`), or set REFLEXIO_AUTO_MIGRATE=true."
+    else:
+        state = "has no reflexio_store tables" if current is None else f"is at revision {current}"
+        raise SchemaNotReadyError(
+            f"The database {storage.writer_url.masked()} (schema {storage.schema or 'public'}) "
+            f"{state}, but this version of reflexio_store needs {head}. {how_to_migrate(storage)}"
+        )
+    if storage.self_host is not None:
+        from reflexio_store.self_host import bootstrap_self_host
+
+        with _translated_errors(storage, "bootstrap the self-host login in"):
+            bootstrap_self_host(engine, storage.self_host)
+
+
+def how_to_migrate(storage: ResolvedStorage) -> str:
+    """What works to migrate, whether reflexio_store came from a wheel or a checkout."""
+    schema = f" --schema {storage.schema}" if storage.schema else ""
+    x_schema = f" -x schema={storage.schema}" if storage.schema else ""
+    return (
+        f"Migrate it with `reflexio-store migrate{schema}` (add --url, or set REFLEXIO_DB_URL), "
+        f'or with Alembic: `alembic -c "$(reflexio-store alembic-ini)"{x_schema} upgrade head`; '
+        "or set REFLEXIO_AUTO_MIGRATE=true to migrate on first use."
     )
 
 
@@ -275,7 +360,7 @@ def _upgrade_in_place(engine: Engine, storage: ResolvedStorage) -> None:
     from reflexio_store.engines import WRITE_OPTION
 
     cfg = alembic_config(storage)
-    with engine.execution_options(**{WRITE_OPTION: True}).connect() as connection:
+    with _ALEMBIC_LOCK, engine.execution_options(**{WRITE_OPTION: True}).connect() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
         connection.commit()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from reflexio_store.errors import ValidationError
+from reflexio_store.validation import require_text
 
 SCRYPT_N = 2**14
 SCRYPT_R = 8
@@ -42,18 +43,15 @@ def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) ->
 
 
 def check_password(password: object, field_name: str = "password") -> str:
-    """Validate a new or presented password; the message never echoes the value."""
-    if not isinstance(password, str):
-        raise ValidationError(f"{field_name} must be text, got {type(password).__name__}.")
-    if not password:
-        raise ValidationError(f"{field_name} must not be empty.")
-    if len(password) > MAX_PASSWORD_CHARS:
+    """Validate a new or presented password; the message never echoes the value, and no codec
+    error (whose `.object` would be the password) is raised or chained."""
+    if isinstance(password, str) and len(password) > MAX_PASSWORD_CHARS:
         raise ValidationError(
             f"{field_name} is longer than {MAX_PASSWORD_CHARS} characters; use a shorter one."
         )
-    if "\x00" in password:
-        raise ValidationError(f"{field_name} contains a NUL character; remove it.")
-    return password
+    if isinstance(password, str) and not password:
+        raise ValidationError(f"{field_name} must not be empty.")
+    return require_text(password, field_name, allow_empty=True)
 
 
 def hash_password(password: str) -> str:
@@ -67,10 +65,10 @@ def hash_password(password: str) -> str:
 _DUMMY_SALT = secrets.token_bytes(SALT_BYTES)
 
 
-def burn_password_check(password: str) -> None:
-    """Spend one scrypt with the default cost, so that "no such login" takes as long as a
-    wrong password (no timing oracle on which logins exist)."""
-    _scrypt(password.encode("utf-8"), _DUMMY_SALT, SCRYPT_N, SCRYPT_R, SCRYPT_P, HASH_BYTES)
+def burn_password_check() -> None:
+    """Spend one scrypt with the default cost, so that "no such login" or a refused input takes
+    as long as a wrong password (no timing oracle on which logins exist)."""
+    _scrypt(_DUMMY_SALT, _DUMMY_SALT, SCRYPT_N, SCRYPT_R, SCRYPT_P, HASH_BYTES)
 
 
 def verify_password_hash(password: str, stored: str | None) -> bool:
@@ -78,7 +76,7 @@ def verify_password_hash(password: str, stored: str | None) -> bool:
     missing or malformed; the comparison is constant time."""
     parsed = _parse(stored) if stored else None
     if parsed is None:
-        burn_password_check(password)
+        burn_password_check()
         return False
     n, r, p, salt, expected = parsed
     try:
@@ -118,11 +116,7 @@ def hash_token(token: str) -> str:
 
 def check_token(token: object, what: str = "token") -> str:
     """A presented token must be non-empty text; the message never echoes it."""
-    if not isinstance(token, str):
-        raise ValidationError(f"{what} must be text, got {type(token).__name__}.")
-    if not token or len(token) > 4096:
-        raise ValidationError(f"{what} must be non-empty text of at most 4096 characters.")
-    return token
+    return require_text(token, what, max_bytes=4096)
 
 
 @dataclass(frozen=True)

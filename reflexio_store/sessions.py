@@ -3,6 +3,9 @@
 `writer()` commits on success and rolls back on error. `reader()` refuses writes (flushes and
 DML raise ReadOnlySessionError; on PostgreSQL its transactions are also READ ONLY on the server,
 with the optional statement_timeout). With no reader URL the reader uses the writer's engine.
+With replica URLs, eventual reads are spread over them and fall back to the primary when a replica
+cannot be used (replicas.py). Every session connects before it is handed out (retried while the
+server is starting: outages.py), and outages leave as DatabaseUnavailableError / DatabaseBusyError.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -22,22 +26,30 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 
+from reflexio_store.db_errors import server_reason
+from reflexio_store.engine_registry import EngineKey, Flavor, registry
 from reflexio_store.engines import (
     WRITE_OPTION,
+    Role,
     create_async_postgres_engine,
     create_async_sqlite_engine,
     create_postgres_engine,
     create_sqlite_engine,
 )
 from reflexio_store.errors import ReadOnlySessionError
+from reflexio_store.outages import aopen_with_retry, is_outage, open_with_retry, raise_translated
+from reflexio_store.replicas import LAG_SQL, Choice, ReplicaRouter
 from reflexio_store.settings import (
     ResolvedStorage,
     StorageConfig,
     StorageSettings,
     resolve_storage,
 )
+from reflexio_store.urls import DatabaseURL
 
 Consistency = Literal["eventual", "strong"]
+REPLICA_INFO = "reflexio_store.replica"
+"""Session.info key: the replica Choice a reader session reads from (absent on the primary)."""
 
 
 class ReadOnlySession(Session):
@@ -65,17 +77,28 @@ event.listen(ReadOnlySession, "do_orm_execute", _refuse_dml)
 class SessionFactory:
     """Builds writer and reader sessions for one storage configuration (one organization).
 
-    Engines are created lazily on first use; nothing connects at construction.
+    Engines come from the process-wide registry (reflexio_store.engine_registry): factories of
+    organizations on one database share its pools. What belongs to this organization (schema
+    translation, read-only transactions, the statement timeout, SQLite's BEGIN IMMEDIATE for
+    writes) is applied per session and connection through `Engine.execution_options` views, which
+    share the pool of the engine they view. Nothing connects at construction.
     """
 
     def __init__(self, storage: ResolvedStorage) -> None:
         self.storage = storage
         self._lock = threading.RLock()
-        self._writer_engine: Engine | None = None
-        self._reader_engine: Engine | None = None
-        self._async_writer_engine: AsyncEngine | None = None
-        self._async_reader_engine: AsyncEngine | None = None
+        # Keyed (role, flavor), and (role, flavor, url) for each replica.
+        self._engines: dict[tuple[Any, ...], Any] = {}
+        self._leases: dict[tuple[Any, ...], EngineKey] = {}
+        self._replica_binds: dict[tuple[Flavor, DatabaseURL], Any] = {}
+        self._sqlite_key: EngineKey | None = None
         self._schema_checked = False
+        self.replicas = ReplicaRouter(
+            storage.replica_urls,
+            lambda url: self._engine("reader", "sync", url),
+            lambda url: self._engine("reader", "async", url),
+            max_lag_ms=storage.read_max_lag_ms,
+        )
         self._makers: dict[str, Any] = {}
         self._reader_class: type[ReadOnlySession] | None = None
         self.session_info: dict[str, Any] = {
@@ -91,7 +114,7 @@ class SessionFactory:
 
     def __repr__(self) -> str:
         s = self.storage
-        reader = s.reader_url.masked() if s.reader_url else "writer"
+        reader = ", ".join(u.masked() for u in s.replica_urls) or "writer"
         return f"SessionFactory(writer={s.writer_url.masked()!r}, reader={reader!r})"
 
     # -- engines -----------------------------------------------------------------------------
@@ -102,59 +125,85 @@ class SessionFactory:
 
     @property
     def has_replica(self) -> bool:
-        return self.storage.reader_url is not None
+        return bool(self.replicas)
 
     @property
     def writer_engine(self) -> Engine:
-        if self._writer_engine is None:
-            with self._lock:
-                if self._writer_engine is None:
-                    self._writer_engine = self._make_engine("writer")
-        return self._writer_engine
+        """This organization's view of the shared writer engine (its schema translated)."""
+        return self._engine("writer", "sync")  # type: ignore[no-any-return]
 
     @property
     def reader_engine(self) -> Engine:
-        if self.storage.reader_url is None:
+        """The first replica's engine (the writer's without replicas). Reads choose among all
+        replicas through `self.replicas`."""
+        if not self.replicas:
             return self.writer_engine
-        if self._reader_engine is None:
-            with self._lock:
-                if self._reader_engine is None:
-                    self._reader_engine = self._make_engine("reader")
-        return self._reader_engine
+        return self.replicas.replicas[0].engine
 
     @property
     def async_writer_engine(self) -> AsyncEngine:
-        if self._async_writer_engine is None:
-            with self._lock:
-                if self._async_writer_engine is None:
-                    self._async_writer_engine = self._make_async_engine("writer")
-        return self._async_writer_engine
+        return self._engine("writer", "async")  # type: ignore[no-any-return]
 
     @property
     def async_reader_engine(self) -> AsyncEngine:
-        if self.storage.reader_url is None:
+        if not self.replicas:
             return self.async_writer_engine
-        if self._async_reader_engine is None:
-            with self._lock:
-                if self._async_reader_engine is None:
-                    self._async_reader_engine = self._make_async_engine("reader")
-        return self._async_reader_engine
+        return self.replicas.replicas[0].async_engine
 
-    def _make_engine(self, role: Literal["writer", "reader"]) -> Engine:
-        s = self.storage
-        if s.backend == "sqlite":
-            return create_sqlite_engine(s.writer_url, s.writer_pool)
-        url = s.reader_url if role == "reader" and s.reader_url else s.writer_url
-        pool = s.reader_pool if role == "reader" else s.writer_pool
-        return create_postgres_engine(url, pool, role=role, schema=s.schema)
+    @property
+    def engines_in_use(self) -> frozenset[tuple[Role, Flavor]]:
+        """Which (role, sync/async) engines this factory has leased so far."""
+        return frozenset((slot[0], slot[1]) for slot in self._engines)
 
-    def _make_async_engine(self, role: Literal["writer", "reader"]) -> AsyncEngine:
+    def _engine(self, role: Role, flavor: Flavor, url: DatabaseURL | None = None) -> Any:
+        """The engine of `role` (a replica's when `url` is given: each its own bounded pool)."""
+        slot = (role, flavor) if url is None else (role, flavor, url)
+        engine = self._engines.get(slot)
+        if engine is not None:
+            return engine
+        with self._lock:
+            engine = self._engines.get(slot)
+            if engine is None:
+                engine = self._engines[slot] = self._lease(role, flavor, url, slot)
+            return engine
+
+    def _lease(
+        self, role: Role, flavor: Flavor, url: DatabaseURL | None, slot: tuple[Any, ...]
+    ) -> Any:
         s = self.storage
-        if s.backend == "sqlite":
-            return create_async_sqlite_engine(s.writer_url, s.writer_pool)
-        url = s.reader_url if role == "reader" and s.reader_url else s.writer_url
+        url = url or s.writer_url
         pool = s.reader_pool if role == "reader" else s.writer_pool
-        return create_async_postgres_engine(url, pool, role=role, schema=s.schema)
+        if url.is_memory:
+            # An in-memory database is its engine's one connection: never shared, never closed.
+            return (
+                create_sqlite_engine(url, pool)
+                if flavor == "sync"
+                else (create_async_sqlite_engine(url, pool))
+            )
+        key = EngineKey.of(url, role=role, flavor=flavor, pool=pool, pooler=s.pooler)
+
+        def build() -> Any:
+            if s.backend == "sqlite":
+                if flavor == "sync":
+                    return create_sqlite_engine(url, pool)
+                return create_async_sqlite_engine(url, pool)
+            if flavor == "sync":
+                return create_postgres_engine(url, pool, role=role, pooler=s.pooler)
+            return create_async_postgres_engine(url, pool, role=role, pooler=s.pooler)
+
+        shared = registry.acquire(key, build)
+        self._leases[slot] = key
+        if s.backend == "sqlite" and flavor == "sync":
+            registry.max_open_sqlite = s.sqlite_max_open_databases
+            self._sqlite_key = key
+        if s.schema is None:
+            return shared.execution_options()
+        return shared.execution_options(schema_translate_map={None: s.schema})
+
+    def _touch(self) -> None:
+        """SQLite: this file was just used (the registry closes the least recently used)."""
+        if self._sqlite_key is not None:
+            registry.touch_sqlite(self._sqlite_key)
 
     # -- schema readiness ----------------------------------------------------------------------
 
@@ -169,6 +218,19 @@ class SessionFactory:
 
             ensure_schema_ready(self.storage, self.writer_engine)
             self._schema_checked = True
+
+    async def aensure_schema(self) -> None:
+        """`ensure_schema` for async users, on a connection of the async pool: checking through
+        the sync engine would hold a second pool's connection beside the async one."""
+        if self._schema_checked:
+            return
+        from reflexio_store.migrations import ensure_schema_ready
+
+        async with self.async_writer_engine.connect() as connection:
+            await connection.run_sync(
+                lambda sync: ensure_schema_ready(self.storage, _OneConnection.engine(sync))
+            )
+        self._schema_checked = True
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -228,78 +290,294 @@ class SessionFactory:
             self._makers[key] = maker
             return maker
 
+    def _open(self, maker: Any, url: DatabaseURL, **kwargs: Any) -> Any:
+        """A session with its transaction begun and its connection checked out, retried while
+        the server is starting (nothing has run on it yet, so this is safe for writes)."""
+
+        def attempt() -> Any:
+            session = maker(**kwargs)
+            try:
+                session.begin()
+                session.connection()
+            except BaseException:
+                session.close()
+                raise
+            return session
+
+        return open_with_retry(attempt, url)
+
+    async def _aopen(self, maker: Any, url: DatabaseURL, **kwargs: Any) -> Any:
+        async def attempt() -> Any:
+            session = maker(**kwargs)
+            try:
+                await session.begin()
+                await session.connection()
+            except BaseException:
+                await session.close()
+                raise
+            return session
+
+        return await aopen_with_retry(attempt, url)
+
+    def _replica_failed(self, choice: Choice, exc: DBAPIError | None) -> None:
+        if choice.measure_lag:
+            choice.replica.health.release_lag()
+        if exc is not None and is_outage(exc):
+            reason = server_reason(exc, choice.replica.url)
+            choice.replica.health.failed(reason, probe=choice.probe)
+        elif choice.probe:
+            choice.replica.health.probe_abandoned()
+
+    def _open_on_replica(self) -> Session | None:
+        """A reader session on a chosen replica, or None when none is usable: unreachable
+        (marked down), too far behind, or every replica is backing off."""
+        choice = self.replicas.choose()
+        if choice is None:
+            return None
+        replica = choice.replica
+        bind = self._replica_bind(replica.url, "sync")
+        session: Session = self._maker("reader:eventual")(bind=bind)
+        session.info[REPLICA_INFO] = choice
+        lag: float | None = None
+        try:
+            session.begin()
+            connection = session.connection()
+            if choice.measure_lag:
+                lag = connection.execute(LAG_SQL).scalar()
+        except DBAPIError as exc:
+            session.close()
+            self._replica_failed(choice, exc)
+            if is_outage(exc):
+                return None
+            raise
+        except BaseException:
+            session.close()
+            self._replica_failed(choice, None)
+            raise
+        if choice.measure_lag and self.replicas.too_far_behind(replica, lag):
+            session.close()
+            if choice.probe:
+                replica.health.probe_abandoned()
+            return None
+        replica.health.succeeded(probe=choice.probe)
+        return session
+
+    async def _aopen_on_replica(self) -> AsyncSession | None:
+        choice = self.replicas.choose()
+        if choice is None:
+            return None
+        replica = choice.replica
+        bind = self._replica_bind(replica.url, "async")
+        session: AsyncSession = self._maker("async_reader:eventual")(bind=bind)
+        session.info[REPLICA_INFO] = choice
+        lag: float | None = None
+        try:
+            await session.begin()
+            connection = await session.connection()
+            if choice.measure_lag:
+                lag = (await connection.execute(LAG_SQL)).scalar()
+        except DBAPIError as exc:
+            await session.close()
+            self._replica_failed(choice, exc)
+            if is_outage(exc):
+                return None
+            raise
+        except BaseException:
+            await session.close()
+            self._replica_failed(choice, None)
+            raise
+        if choice.measure_lag and self.replicas.too_far_behind(replica, lag):
+            await session.close()
+            if choice.probe:
+                replica.health.probe_abandoned()
+            return None
+        replica.health.succeeded(probe=choice.probe)
+        return session
+
+    def _replica_bind(self, url: DatabaseURL, flavor: Flavor) -> Any:
+        """A replica's read-only engine view, built once (dropped with the makers on dispose)."""
+        bind = self._replica_binds.get((flavor, url))
+        if bind is None:
+            bind = self._read_only(self._engine("reader", flavor, url))
+            self._replica_binds[(flavor, url)] = bind
+        return bind
+
+    def session_url(self, session: Session | AsyncSession | None) -> DatabaseURL:
+        """The URL a session reads from: its replica's, else the primary's."""
+        choice = session.info.get(REPLICA_INFO) if session is not None else None
+        return choice.replica.url if isinstance(choice, Choice) else self.storage.writer_url
+
+    @contextmanager
+    def read_session(self, consistency: Consistency = "eventual") -> Iterator[ReadOnlySession]:
+        """Like `reader()`, but driver errors leave untranslated, so that a caller able to run
+        its read again (reads.run_read) can tell a broken replica from a bad statement. The
+        session's `info[REPLICA_INFO]` names its replica."""
+        self.ensure_schema()
+        self._touch()
+        session = self._open_on_replica() if consistency == "eventual" and self.replicas else None
+        if session is None:
+            session = self._open(self._maker("reader:strong"), self.storage.writer_url)
+        with session:
+            yield session  # type: ignore[misc]
+            session.commit()
+
+    @asynccontextmanager
+    async def async_read_session(
+        self, consistency: Consistency = "eventual"
+    ) -> AsyncIterator[AsyncSession]:
+        await self.aensure_schema()
+        session = None
+        if consistency == "eventual" and self.replicas:
+            session = await self._aopen_on_replica()
+        if session is None:
+            session = await self._aopen(self._maker("async_reader:strong"), self.storage.writer_url)
+        async with session:
+            yield session
+            await session.commit()
+
     @contextmanager
     def writer(self) -> Iterator[Session]:
         """A read-write session on the primary: commits on success, rolls back on error."""
         self.ensure_schema()
-        maker: sessionmaker[Session] = self._maker("writer")
-        with maker() as session, session.begin():
-            yield session
+        self._touch()
+        url = self.storage.writer_url
+        try:
+            session: Session = self._open(self._maker("writer"), url)
+            with session:
+                yield session
+                session.commit()
+        except DBAPIError as exc:
+            raise_translated(exc, url)
+            raise
 
     @contextmanager
     def reader(self, consistency: Consistency = "eventual") -> Iterator[ReadOnlySession]:
-        """A read-only session on the replica (or on the writer when `consistency="strong"`)."""
-        self.ensure_schema()
-        maker: sessionmaker[ReadOnlySession] = self._maker(f"reader:{consistency}")
-        with maker() as session, session.begin():
-            yield session
+        """A read-only session on a replica (or on the primary when `consistency="strong"`,
+        when there is none, or when none is usable)."""
+        session: ReadOnlySession | None = None
+        try:
+            with self.read_session(consistency) as session:
+                yield session
+        except DBAPIError as exc:
+            raise_translated(exc, self.session_url(session))
+            raise
 
     @asynccontextmanager
     async def async_writer(self) -> AsyncIterator[AsyncSession]:
-        self.ensure_schema()
-        maker: async_sessionmaker[AsyncSession] = self._maker("async_writer")
-        async with maker() as session, session.begin():
-            yield session
+        await self.aensure_schema()
+        url = self.storage.writer_url
+        try:
+            session: AsyncSession = await self._aopen(self._maker("async_writer"), url)
+            async with session:
+                yield session
+                await session.commit()
+        except DBAPIError as exc:
+            raise_translated(exc, url)
+            raise
 
     @asynccontextmanager
     async def async_reader(
         self, consistency: Consistency = "eventual"
     ) -> AsyncIterator[AsyncSession]:
-        self.ensure_schema()
-        maker: async_sessionmaker[AsyncSession] = self._maker(f"async_reader:{consistency}")
-        async with maker() as session, session.begin():
-            yield session
+        session: AsyncSession | None = None
+        try:
+            async with self.async_read_session(consistency) as session:
+                yield session
+        except DBAPIError as exc:
+            raise_translated(exc, self.session_url(session))
+            raise
 
     @contextmanager
     def writer_connection(self, *, write: bool = True) -> Iterator[Connection]:
         """A Core connection on the primary inside one transaction (committed on success when
         `write`, else rolled back): the cheapest path for single-statement operations."""
         self.ensure_schema()
+        self._touch()
+        url = self.storage.writer_url
         engine = self.writer_engine
         if write:
-            with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
-                yield conn
-        else:
-            with engine.connect() as conn:
-                yield conn
+            engine = engine.execution_options(**{WRITE_OPTION: True})
+        try:
+            with open_with_retry(engine.connect, url) as conn:
+                if write:
+                    with conn.begin():
+                        yield conn
+                else:
+                    yield conn
+        except DBAPIError as exc:
+            raise_translated(exc, url)
+            raise
 
     @asynccontextmanager
     async def async_writer_connection(
         self, *, write: bool = True
     ) -> AsyncIterator[AsyncConnection]:
-        self.ensure_schema()
+        await self.aensure_schema()
+        url = self.storage.writer_url
         engine = self.async_writer_engine
         if write:
-            async with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
-                yield conn
-        else:
-            async with engine.connect() as conn:
-                yield conn
+            engine = engine.execution_options(**{WRITE_OPTION: True})
+        try:
+            async with await aopen_with_retry(engine.connect, url) as conn:
+                if write:
+                    async with conn.begin():
+                        yield conn
+                else:
+                    yield conn
+        except DBAPIError as exc:
+            raise_translated(exc, url)
+            raise
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def dispose(self) -> None:
-        """Close every pooled connection (sync engines). Use `adispose` for the async ones."""
-        self._makers.clear()
-        for engine in (self._writer_engine, self._reader_engine):
-            if engine is not None:
-                engine.dispose()
+        """Give back this factory's sync engines: an engine no other organization uses is
+        disposed (its connections closed). Use `adispose` for the async ones too."""
+        self._release("sync")
 
     async def adispose(self) -> None:
-        for engine in (self._async_writer_engine, self._async_reader_engine):
-            if engine is not None:
-                await engine.dispose()
+        for engine in self._release("async"):
+            await engine.dispose()
         self.dispose()
+
+    def _release(self, flavor: Flavor) -> list[Any]:
+        """Forget this factory's engines of `flavor`; dispose (sync) or return (async) those
+        whose last lease this was."""
+        unused: list[Any] = []
+        with self._lock:
+            self._makers.clear()
+            self._replica_binds.clear()
+            for slot in [slot for slot in self._engines if slot[1] == flavor]:
+                view = self._engines.pop(slot)
+                key = self._leases.pop(slot, None)
+                engine = view if key is None else registry.release(key)
+                if slot == ("writer", "sync"):
+                    self._sqlite_key = None
+                if engine is not None:
+                    unused.append(engine)
+        if flavor == "sync":
+            for engine in unused:
+                engine.dispose()
+        return unused
+
+
+class _OneConnection:
+    """Lends one open connection where `ensure_schema_ready` expects an engine to connect
+    from; leaving each block rolls back, as closing a pooled connection would."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    @classmethod
+    def engine(cls, connection: Connection) -> Engine:
+        return cast(Engine, cls(connection))
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        try:
+            yield self._connection
+        finally:
+            self._connection.rollback()
 
 
 _factories: dict[ResolvedStorage, SessionFactory] = {}
@@ -317,8 +595,9 @@ def get_session_factory(config: StorageConfig | None = None) -> SessionFactory:
 
 
 def reset_session_factories() -> None:
-    """Dispose and forget every cached factory (tests, or after forking)."""
+    """Dispose and forget every cached factory and shared engine (tests, or after forking)."""
     with _factories_lock:
         for factory in _factories.values():
             factory.dispose()
         _factories.clear()
+    registry.dispose_all()

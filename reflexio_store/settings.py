@@ -6,6 +6,8 @@ The environment fills whatever the code leaves unset; `resolve_storage` merges t
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reflexio_store.errors import ConfigurationError
+from reflexio_store.self_host import SelfHostLogin, self_host_login
 from reflexio_store.urls import DatabaseURL, mask_url, parse_database_url
 
 DEFAULT_SQLITE_DIRECTORY = "~/.reflexio/data"
@@ -24,6 +27,7 @@ DEFAULT_POOL_SIZE = 10
 DEFAULT_ACQUIRE_TIMEOUT = 30.0
 DEFAULT_SCHEMA = "public"
 DEFAULT_EMBEDDING_DIMENSIONS = 512
+DEFAULT_SQLITE_MAX_OPEN_DATABASES = 16
 
 
 def _masked_repr_args(model: BaseModel) -> list[tuple[str, Any]]:
@@ -63,8 +67,10 @@ class StorageConfigPostgres(_ConfigBase):
     pool_size: int | None = Field(default=None, ge=1)
     pool_acquire_timeout: float | None = Field(default=None, gt=0)
     read_db_url: str | None = None
+    read_db_urls: tuple[str, ...] | None = None
     read_pool_size: int | None = Field(default=None, ge=1)
     read_pool_acquire_timeout: float | None = Field(default=None, gt=0)
+    read_max_lag_ms: int | None = Field(default=None, ge=0)
 
 
 class StorageConfigSupabase(_ConfigBase):
@@ -94,8 +100,9 @@ class StorageSettings(BaseSettings):
         extra="ignore", hide_input_in_errors=True, case_sensitive=False, populate_by_name=True
     )
 
-    storage: Literal["sqlite", "postgres", "supabase"] = Field(
-        default="sqlite", validation_alias=_env("REFLEXIO_STORAGE")
+    # None: chosen by the URL (a PostgreSQL URL means PostgreSQL, else the SQLite file).
+    storage: Literal["sqlite", "postgres", "supabase"] | None = Field(
+        default=None, validation_alias=_env("REFLEXIO_STORAGE")
     )
     db_url: SecretStr | None = Field(
         default=None,
@@ -124,20 +131,55 @@ class StorageSettings(BaseSettings):
     read_pool_acquire_timeout: float | None = Field(
         default=None, gt=0, validation_alias=_env("REFLEXIO_POSTGRES_READ_POOL_ACQUIRE_TIMEOUT")
     )
+    read_max_lag_ms: int | None = Field(
+        default=None, ge=0, validation_alias=_env("REFLEXIO_POSTGRES_READ_MAX_LAG_MS")
+    )
     statement_timeout_ms: int | None = Field(
         default=None, ge=0, validation_alias=_env("REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS")
     )
     auto_migrate: bool | None = Field(default=None, validation_alias=_env("REFLEXIO_AUTO_MIGRATE"))
+    postgres_pooler: Literal["none", "pgbouncer"] = Field(
+        default="none", validation_alias=_env("REFLEXIO_POSTGRES_POOLER")
+    )
+    sqlite_max_open_databases: int = Field(
+        default=DEFAULT_SQLITE_MAX_OPEN_DATABASES,
+        ge=1,
+        validation_alias=_env("REFLEXIO_SQLITE_MAX_OPEN_DATABASES"),
+    )
     embedding_dimensions: int = Field(
         default=DEFAULT_EMBEDDING_DIMENSIONS,
         ge=1,
         le=16000,
         validation_alias=_env("REFLEXIO_EMBEDDING_DIMENSIONS"),
     )
+    # Self-host mode (reflexio_store.self_host): one database, one login.
+    deployment_mode: str | None = Field(default=None, validation_alias=_env("DEPLOYMENT_MODE"))
+    self_host_username: str | None = Field(
+        default=None, validation_alias=_env("SELF_HOST_USERNAME")
+    )
+    self_host_password: SecretStr | None = Field(
+        default=None, validation_alias=_env("SELF_HOST_PASSWORD")
+    )
+
+
+DB_URL_VARIABLES = ("REFLEXIO_DB_URL", "DATA_DB_URL", "REFLEXIO_POSTGRES_DB_URL")
+
+
+def _refuse_conflicting_url_aliases() -> None:
+    """The writer URL has three names; two of them set to different URLs is a contradiction
+    (one would be silently ignored)."""
+    given = {name: os.environ[name] for name in DB_URL_VARIABLES if os.environ.get(name)}
+    if len(set(given.values())) > 1:
+        raise ConfigurationError(
+            f"{' and '.join(given)} are set to different database URLs; they are names of the "
+            "same setting. Keep one."
+        )
 
 
 def load_settings(**overrides: Any) -> StorageSettings:
     """Read the environment, turning pydantic's errors into ours (inputs are never echoed)."""
+    if not {"db_url", *DB_URL_VARIABLES} & set(overrides):
+        _refuse_conflicting_url_aliases()
     try:
         return StorageSettings(**overrides)
     except PydanticValidationError as exc:
@@ -170,6 +212,12 @@ class ResolvedStorage:
     auto_migrate: bool
     embedding_dimensions: int
     kind: str = field(default="sqlite")
+    pooler: Literal["pgbouncer"] | None = None
+    sqlite_max_open_databases: int = DEFAULT_SQLITE_MAX_OPEN_DATABASES
+    self_host: SelfHostLogin | None = None
+    replica_urls: tuple[DatabaseURL, ...] = ()
+    """Every reader URL (reader_url is the first); reads are spread over them."""
+    read_max_lag_ms: int | None = None
 
     @property
     def backend(self) -> str:
@@ -180,15 +228,18 @@ class ResolvedStorage:
         return {
             "storage": self.kind,
             "writer": self.writer_url.masked(),
-            "reader": self.reader_url.masked() if self.reader_url else "(the writer)",
+            "reader": ", ".join(u.masked() for u in self.replica_urls) or "(the writer)",
+            "read_max_lag_ms": self.read_max_lag_ms,
             "schema": self.schema or DEFAULT_SCHEMA,
             "pool_size": self.writer_pool.size,
             "pool_acquire_timeout": self.writer_pool.acquire_timeout,
             "read_pool_size": self.reader_pool.size,
             "read_pool_acquire_timeout": self.reader_pool.acquire_timeout,
+            "pooler": self.pooler or "none",
             "statement_timeout_ms": self.statement_timeout_ms,
             "auto_migrate": self.auto_migrate,
             "embedding_dimensions": self.embedding_dimensions,
+            "self_host": f"yes, login {self.self_host.username}" if self.self_host else "no",
         }
 
 
@@ -197,16 +248,94 @@ def default_sqlite_url(directory: str) -> str:
     return f"sqlite:///{path / DEFAULT_SQLITE_FILENAME}"
 
 
+# Plain ASCII identifiers only: one character is one byte, so the 63-byte limit of PostgreSQL
+# names (longer names are silently truncated, and two organizations could share a schema) is a
+# 63-character limit, and no Unicode normalisation can make two names meet.
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+MAX_IDENTIFIER_BYTES = 63
+
+
 def validate_schema(schema: str | None) -> str | None:
-    """None for the default schema; else the name, if it is a plain identifier."""
+    """None for the default schema; else the name, if it is a plain identifier that is not one
+    of PostgreSQL's own schemas. Raises ConfigurationError before anything touches a database."""
     if schema is None or schema == DEFAULT_SCHEMA:
         return None
-    if not schema.replace("_", "").isalnum() or schema[0].isdigit() or len(schema) > 63:
+    if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
         raise ConfigurationError(
-            f"Invalid PostgreSQL schema name {schema!r}: use letters, digits and underscores, "
-            "not starting with a digit, at most 63 characters."
+            f"Invalid PostgreSQL schema name {schema!r}: use ASCII letters, digits and "
+            f"underscores, not starting with a digit, at most {MAX_IDENTIFIER_BYTES} characters."
+        )
+    if len(schema.encode()) > MAX_IDENTIFIER_BYTES:
+        raise ConfigurationError(
+            f"The PostgreSQL schema name {schema[:20]!r}... is {len(schema)} characters long; "
+            f"PostgreSQL keeps only the first {MAX_IDENTIFIER_BYTES}, so two such names could "
+            "share one schema. Use a shorter name."
+        )
+    lowered = schema.lower()
+    if lowered.startswith("pg_") or lowered == "information_schema":
+        raise ConfigurationError(
+            f"The PostgreSQL schema name {schema!r} is reserved for PostgreSQL's system "
+            "schemas (pg_*, information_schema); choose another, for example org_<id>."
         )
     return schema
+
+
+WRITER_URL_VARIABLES = "REFLEXIO_DB_URL (or DATA_DB_URL / REFLEXIO_POSTGRES_DB_URL)"
+
+
+def _from_environment(env: StorageSettings) -> StorageConfig:
+    """The StorageConfig the environment describes. A PostgreSQL URL selects PostgreSQL unless
+    REFLEXIO_STORAGE says otherwise; a contradiction is an error naming both variables."""
+    raw_writer = env.db_url.get_secret_value() if env.db_url is not None else None
+    writer = parse_database_url(raw_writer, WRITER_URL_VARIABLES) if raw_writer else None
+    kind = env.storage
+    if kind is None:
+        kind = "postgres" if writer is not None and writer.backend == "postgresql" else "sqlite"
+    if kind == "sqlite":
+        if writer is not None and writer.backend != "sqlite":
+            raise ConfigurationError(
+                f"REFLEXIO_STORAGE=sqlite but {WRITER_URL_VARIABLES} is a PostgreSQL URL "
+                f"({writer.masked()}). Unset REFLEXIO_STORAGE (or set it to postgres) to use "
+                "PostgreSQL, or give a sqlite:/// URL."
+            )
+        return StorageConfigSQLite(db_url=raw_writer)
+    if raw_writer is None or writer is None:
+        raise ConfigurationError(
+            f"REFLEXIO_STORAGE={kind} needs a database URL: set REFLEXIO_DB_URL "
+            "(or DATA_DB_URL) to postgresql://user:password@host:5432/database."
+        )
+    if writer.backend != "postgresql":
+        raise ConfigurationError(
+            f"REFLEXIO_STORAGE={kind} but {WRITER_URL_VARIABLES} is a SQLite URL "
+            f"({writer.masked()}). Give a postgresql:// URL, or set REFLEXIO_STORAGE=sqlite."
+        )
+    return StorageConfigPostgres(db_url=raw_writer)
+
+
+def _refuse_postgres_only_settings(env: StorageSettings) -> None:
+    """Settings that only PostgreSQL can honour are an error with SQLite, not ignored."""
+    if env.read_db_url is not None:
+        raise ConfigurationError(
+            "REFLEXIO_POSTGRES_READ_DB_URL is set but the environment selects SQLite "
+            f"(REFLEXIO_STORAGE / {WRITER_URL_VARIABLES}): SQLite has no replica. Unset it, or "
+            "configure PostgreSQL."
+        )
+    if validate_schema(env.postgres_schema) is not None:
+        raise ConfigurationError(
+            f"REFLEXIO_POSTGRES_SCHEMA={env.postgres_schema} is set but the environment selects "
+            f"SQLite (REFLEXIO_STORAGE / {WRITER_URL_VARIABLES}): SQLite keeps one organization "
+            "per file. Unset it, or configure PostgreSQL."
+        )
+
+
+# A comma separates two reader URLs only where a new scheme follows: libpq's multi-host form
+# (postgresql://h1:5432,h2:5432/db) keeps its commas.
+_URL_SEPARATOR = re.compile(r"\s+|,\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def split_urls(raw: str | None) -> list[str]:
+    """Reader URLs from one setting: separated by whitespace or by commas."""
+    return [part for part in _URL_SEPARATOR.split(raw or "") if part.strip(" ,")]
 
 
 def resolve_storage(
@@ -218,24 +347,27 @@ def resolve_storage(
     def secret(value: SecretStr | None) -> str | None:
         return value.get_secret_value() if value is not None else None
 
+    self_host = None
     if config is None:
-        kind = env.storage
-        raw_writer = secret(env.db_url)
-        if kind == "sqlite" or raw_writer is None:
-            if kind != "sqlite" and raw_writer is None:
-                raise ConfigurationError(
-                    f"REFLEXIO_STORAGE={kind} needs a database URL: set REFLEXIO_DB_URL "
-                    "(or DATA_DB_URL) to postgresql://user:password@host:5432/database."
-                )
-            config = StorageConfigSQLite(db_url=raw_writer)
-        else:
-            config = StorageConfigPostgres(db_url=raw_writer)
+        config = _from_environment(env)
+        if isinstance(config, StorageConfigSQLite):
+            # A StorageConfig given in code overrides these; the environment alone contradicts.
+            _refuse_postgres_only_settings(env)
+        # Self-host describes the environment's database only (not a demo or copy target).
+        self_host = self_host_login(
+            env.deployment_mode, env.self_host_username, env.self_host_password
+        )
 
     if isinstance(config, StorageConfigSQLite):
         raw = config.db_url or default_sqlite_url(
             config.sqlite_file_directory or env.sqlite_file_directory
         )
-        writer = parse_database_url(raw)
+        writer = parse_database_url(raw, "The SQLite storage's db_url")
+        if writer.backend != "sqlite":
+            raise ConfigurationError(
+                f"A StorageConfigSQLite was given a PostgreSQL URL ({writer.masked()}); use "
+                "StorageConfigPostgres for PostgreSQL."
+            )
         pool = PoolSettings(env.pool_size, env.pool_acquire_timeout)
         return ResolvedStorage(
             writer_url=writer,
@@ -246,7 +378,9 @@ def resolve_storage(
             statement_timeout_ms=env.statement_timeout_ms,
             auto_migrate=True if env.auto_migrate is None else env.auto_migrate,
             embedding_dimensions=env.embedding_dimensions,
-            kind=config.type if writer.backend == "sqlite" else "postgres",
+            kind="sqlite",
+            sqlite_max_open_databases=env.sqlite_max_open_databases,
+            self_host=self_host,
         )
 
     if isinstance(config, StorageConfigSupabase):
@@ -254,17 +388,26 @@ def resolve_storage(
         kind = "supabase"
     else:
         pg = config
-        kind = "postgres"
-    writer = parse_database_url(pg.db_url)
-    raw_reader = pg.read_db_url or secret(env.read_db_url)
-    reader = parse_database_url(raw_reader) if raw_reader else None
-    if reader is not None and reader.backend != writer.backend:
+        kind = "supabase" if env.storage == "supabase" else "postgres"
+    writer = parse_database_url(pg.db_url, f"The {kind} db_url")
+    if writer.backend != "postgresql":
         raise ConfigurationError(
-            f"The reader URL ({reader.masked()}) must use the same database kind as the writer "
-            f"({writer.masked()})."
+            f"The {kind} storage was given a SQLite URL ({writer.masked()}); use a "
+            "postgresql:// URL, or StorageConfigSQLite for SQLite."
         )
-    if reader is not None and reader.url == writer.url:
-        reader = None
+    raw_readers = split_urls(pg.read_db_url) + list(pg.read_db_urls or ())
+    if pg.read_db_url is None and pg.read_db_urls is None:
+        raw_readers = split_urls(secret(env.read_db_url))
+    replicas: list[DatabaseURL] = []
+    for raw_reader in raw_readers:
+        reader = parse_database_url(raw_reader, "The reader URL (REFLEXIO_POSTGRES_READ_DB_URL)")
+        if reader.backend != writer.backend:
+            raise ConfigurationError(
+                f"The reader URL REFLEXIO_POSTGRES_READ_DB_URL ({reader.masked()}) must be a "
+                f"PostgreSQL URL like the writer ({writer.masked()})."
+            )
+        if reader.url != writer.url and reader not in replicas:
+            replicas.append(reader)
     size = pg.pool_size or env.pool_size
     timeout = pg.pool_acquire_timeout or env.pool_acquire_timeout
     writer_pool = PoolSettings(size, timeout)
@@ -272,15 +415,22 @@ def resolve_storage(
         pg.read_pool_size or env.read_pool_size or size,
         pg.read_pool_acquire_timeout or env.read_pool_acquire_timeout or timeout,
     )
-    default_migrate = writer.backend == "sqlite"
     return ResolvedStorage(
         writer_url=writer,
-        reader_url=reader,
+        reader_url=replicas[0] if replicas else None,
+        replica_urls=tuple(replicas),
+        read_max_lag_ms=(
+            pg.read_max_lag_ms if pg.read_max_lag_ms is not None else env.read_max_lag_ms
+        ),
         schema=validate_schema(pg.schema if pg.schema is not None else env.postgres_schema),
         writer_pool=writer_pool,
         reader_pool=reader_pool,
         statement_timeout_ms=env.statement_timeout_ms,
-        auto_migrate=default_migrate if env.auto_migrate is None else env.auto_migrate,
+        # PostgreSQL schemas are migrated deliberately (reflexio-store migrate) unless asked.
+        auto_migrate=False if env.auto_migrate is None else env.auto_migrate,
         embedding_dimensions=env.embedding_dimensions,
         kind=kind,
+        pooler="pgbouncer" if env.postgres_pooler == "pgbouncer" else None,
+        sqlite_max_open_databases=env.sqlite_max_open_databases,
+        self_host=self_host,
     )

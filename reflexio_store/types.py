@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -21,27 +20,7 @@ from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from reflexio_store.errors import ValidationError
-
-
-def check_json_value(value: Any, path: str = "$") -> None:
-    """Refuse what PostgreSQL's jsonb cannot store (NUL in text, NaN/infinity), on both databases,
-    so SQLite and PostgreSQL accept the same documents and no driver error (which may echo the
-    document, secrets included) reaches the caller."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValidationError(f"JSON text at {path} contains a NUL character; remove it.")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValidationError(f"JSON number at {path} is {value}; use a finite number.")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(key, str) and "\x00" in key:
-                raise ValidationError(f"JSON key at {path} contains a NUL character; remove it.")
-            check_json_value(item, f"{path}.{key}")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            check_json_value(item, f"{path}[{index}]")
+from reflexio_store.validation import as_vector, check_json, require_aware
 
 
 class JSONValue(TypeDecorator[Any]):
@@ -56,8 +35,8 @@ class JSONValue(TypeDecorator[Any]):
         return dialect.type_descriptor(JSON())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        check_json_value(value)
-        return value
+        # The store checked its inputs already; this also covers rows written through the models.
+        return check_json(value, "JSON value")
 
 
 JSONType = JSONValue()
@@ -74,14 +53,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if not isinstance(value, datetime):
-            raise ValidationError(f"Expected a datetime, got {type(value).__name__}.")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValidationError(
-                f"Naive datetime {value.isoformat()} refused: pass a timezone-aware value, "
-                "e.g. datetime.now(timezone.utc)."
-            )
-        value = value.astimezone(UTC)
+        value = require_aware(value, "datetime value")
         if dialect.name == "sqlite":
             # Stored without offset so that text comparison orders correctly.
             return value.replace(tzinfo=None)
@@ -93,27 +65,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
-
-
-def as_vector(value: Any, dimensions: int | None) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """Validate an embedding and return it as a float32 array; raise ValidationError otherwise."""
-    if isinstance(value, (str, bytes)):
-        raise ValidationError("An embedding must be a sequence of numbers, not text or bytes.")
-    try:
-        array = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise ValidationError("An embedding must be a sequence of numbers.") from None
-    if array.ndim != 1 or (dimensions is not None and array.shape[0] != dimensions):
-        got = array.shape[0] if array.ndim == 1 else f"shape {array.shape}"
-        raise ValidationError(
-            f"Embedding has {got} dimensions; this store is configured for {dimensions} "
-            "(REFLEXIO_EMBEDDING_DIMENSIONS)."
-        )
-    if not np.isfinite(array).all():
-        raise ValidationError("Embedding contains NaN or infinite values; pass finite numbers.")
-    if not array.any():
-        raise ValidationError("Embedding is all zeros; cosine similarity is undefined for it.")
-    return array
 
 
 class Embedding(TypeDecorator[Sequence[float]]):
@@ -164,7 +115,3 @@ class SearchVector(TypeDecorator[str]):
         if dialect.name == "postgresql":
             return dialect.type_descriptor(TSVECTOR())
         return dialect.type_descriptor(Text())
-
-
-def is_finite_number(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))

@@ -66,18 +66,29 @@ def mask_url(url: URL | str) -> str:
     return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
-def parse_database_url(raw: str | URL) -> DatabaseURL:
+def parse_database_url(raw: str | URL, source: str = "The database URL") -> DatabaseURL:
     """Validate a URL and normalise it to the driver reflexio_store uses.
 
     postgres://, postgresql:// and postgresql+psycopg:// all mean PostgreSQL through psycopg 3.
     sqlite:/// paths are relative to the working directory; sqlite://// paths are absolute.
+    `source` names where the URL came from (a variable, a field) in error messages.
     """
     try:
         url = make_url(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        # SQLAlchemy parses the port with int(): "host:abc" is a bare ValueError.
+        raise ConfigurationError(
+            f"{source} has a port that is not a number. Use host:5432 (1-65535). "
+            "Accepted forms: " + ACCEPTED_FORMS
+        ) from None
     except ArgumentError:
         raise ConfigurationError(
-            "The database URL could not be parsed. Accepted forms: " + ACCEPTED_FORMS
+            f"{source} could not be parsed. Accepted forms: " + ACCEPTED_FORMS
         ) from None
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ConfigurationError(
+            f"{source} ({mask_url(url)}) has port {url.port}; a port is 1-65535."
+        )
     scheme = url.drivername
     if scheme in _POSTGRES_SCHEMES:
         if importlib.util.find_spec("psycopg") is None:
@@ -89,11 +100,11 @@ def parse_database_url(raw: str | URL) -> DatabaseURL:
     if scheme in _SQLITE_SCHEMES:
         if url.host or url.username or url.password:
             raise ConfigurationError(
-                f"SQLite URLs take a path, not a host: got {mask_url(url)}. "
+                f"{source}: SQLite URLs take a path, not a host: got {mask_url(url)}. "
                 "Accepted forms: " + ACCEPTED_FORMS
             )
         return DatabaseURL("sqlite", url.set(drivername="sqlite"))
     raise ConfigurationError(
-        f"Unsupported database URL scheme {scheme!r} in {mask_url(url)}. "
+        f"{source}: unsupported database URL scheme {scheme!r} in {mask_url(url)}. "
         "Accepted forms: " + ACCEPTED_FORMS
     )

@@ -9,16 +9,19 @@ import os
 import signal
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 from reflexio_store import SessionFactory, StorageConfigPostgres, StorageConfigSQLite
 from reflexio_store.migrations import upgrade
 from reflexio_store.settings import StorageSettings, resolve_storage
+from reflexio_store.store import Store
+from tests.support.auth import PasswordRole
 
 ENV_PREFIXES = ("REFLEXIO_", "DATA_DB_URL", "SQLITE_FILE_DIRECTORY", "INTERACTION_CLEANUP")
 
@@ -115,3 +118,48 @@ def factory(request: pytest.FixtureRequest) -> SessionFactory:
     """The same test on an SQLite file and on PostgreSQL (primary + replica)."""
     name = "sqlite_factory" if request.param == "sqlite" else "pg_factory"
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def store(factory: SessionFactory) -> Store:
+    return Store(factory)
+
+
+@pytest.fixture
+def sync_replica(factory: SessionFactory, request: pytest.FixtureRequest) -> Callable[[], None]:
+    """Wait until the replica has what the primary committed (no-op on SQLite)."""
+    if factory.backend != "postgresql":
+        return lambda: None
+    pg: PgEndpoints = request.getfixturevalue("pg")
+    return pg.wait_for_replica
+
+
+@pytest.fixture
+def pg_fresh_db(pg: PgEndpoints) -> Iterator[str]:
+    """A new, empty database on the primary (public untouched by other tests), dropped after."""
+    name = f"rxs_orgs_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(pg.primary_url, poolclass=_null_pool(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(pg.primary_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_password_role(pg: PgEndpoints) -> PasswordRole:
+    """A role on the primary that must give its password (scram), for refused-login tests."""
+    from tests.support.auth import create_password_role
+
+    return create_password_role(pg.primary_url)
+
+
+@pytest.fixture(scope="session")
+def reference_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of reflexio-ai that imports on Python 3.11 (tests/support/reflexio_reference.py)."""
+    from tests.support.reflexio_reference import patched_reflexio
+
+    return patched_reflexio(tmp_path_factory.mktemp("reflexio-ai-patched"))

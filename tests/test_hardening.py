@@ -85,13 +85,24 @@ def test_in_memory_sqlite_is_safe_across_threads() -> None:
         factory.dispose()
 
 
-def test_async_in_memory_sqlite_is_refused_clearly() -> None:
+def test_async_in_memory_sqlite_store_works_raw_async_session_refused_clearly() -> None:
     factory = SessionFactory.from_config(
         StorageConfigSQLite(db_url="sqlite:///:memory:"), settings=StorageSettings()
     )
-    with pytest.raises(ConfigurationError, match="Async sessions need an SQLite file"):
-        asyncio.run(AsyncStore(factory).count_profiles())
-    factory.dispose()
+
+    async def raw_session() -> None:
+        async with factory.async_writer():
+            pass
+
+    try:
+        # AsyncStore shares the sync pool, so it sees the one in-memory database.
+        Store(factory).save_state("mem-run", {"status": "running"})
+        state = asyncio.run(AsyncStore(factory).load_state("mem-run"))
+        assert state is not None and state["status"] == "running"
+        with pytest.raises(ConfigurationError, match="Async sessions need an SQLite file"):
+            asyncio.run(raw_session())
+    finally:
+        factory.dispose()
 
 
 def test_password_in_query_string_is_masked() -> None:

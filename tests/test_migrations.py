@@ -127,10 +127,14 @@ def test_postgres_has_vector_and_fulltext_indexes(pg_storage: ResolvedStorage) -
 def test_postgres_behind_head_gets_a_clear_error(pg_storage: ResolvedStorage) -> None:
     factory = SessionFactory(pg_storage)  # auto_migrate is off for PostgreSQL by default
     try:
-        with pytest.raises(SchemaNotReadyError, match="alembic upgrade head"), factory.writer():
+        with pytest.raises(SchemaNotReadyError) as info, factory.writer():
             pass
     finally:
         factory.dispose()
+    assert f"reflexio-store migrate --schema {pg_storage.schema}" in str(info.value)
+    assert f'reflexio-store alembic-ini)" -x schema={pg_storage.schema} upgrade head' in str(
+        info.value
+    )
     upgrade(pg_storage)
     factory = SessionFactory(pg_storage)
     try:
@@ -223,6 +227,8 @@ def test_alembic_command_line_uses_the_environment(tmp_path: Path) -> None:
             timeout=120,
         )
         assert result.returncode == 0, result.stderr
+        if args[0] == "upgrade":
+            assert "Running upgrade  -> 0001" in result.stderr  # alembic.ini's progress logging
     assert db.exists()
 
 

@@ -20,7 +20,7 @@ def test_readme_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("REFLEXIO_DB_URL", f"sqlite:///{tmp_path / 'readme.db'}")
     blocks = [b for b in _python_blocks() if "get_session_factory()" in b or "Store()" in b]
     assert len(blocks) >= 2
-    namespace: dict[str, object] = {"vec": [((i * 7) % 11) / 11 + 0.05 for i in range(512)]}
+    namespace: dict[str, object] = {}  # every name the examples use, they define
     try:
         for block in blocks:
             exec(compile(block, str(README), "exec"), namespace)  # our own README

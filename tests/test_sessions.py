@@ -98,7 +98,7 @@ def test_datetimes_are_aware_utc_and_naive_values_are_refused(factory: SessionFa
     assert row.expires_at is not None and row.expires_at.tzinfo is not None
     assert row.expires_at.utcoffset() == timedelta(0)
     assert row.created_at.tzinfo is not None
-    with pytest.raises(ValidationError, match="Naive datetime"), factory.writer() as session:
+    with pytest.raises(ValidationError, match="naive datetime"), factory.writer() as session:
         session.execute(insert(Profile), [_profile(2, expires_at=datetime(2026, 1, 1))])
 
 

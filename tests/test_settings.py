@@ -178,3 +178,106 @@ def test_bad_schema_name_is_refused() -> None:
 def test_sqlite_config_object() -> None:
     storage = resolve_storage(StorageConfigSQLite(db_url="sqlite:///:memory:"))
     assert storage.writer_url.is_memory
+
+
+# -- schema names: validated before anything touches a database --------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "é" * 31 + "ab",  # 33 characters, 64 UTF-8 bytes: PostgreSQL would truncate both ...
+        "é" * 31 + "ac",  # ... to the same 63-byte schema
+        "a" * 64,
+        "pg_temp",
+        "pg_catalog",
+        "PG_anything",
+        "information_schema",
+        "Information_Schema",
+        "1org",
+        "org-1",
+        "org 1",
+        'org"1',
+        "",
+    ],
+)
+def test_schema_names_that_could_collide_or_hit_system_schemas(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="schema name"):
+        resolve_storage(StorageConfigPostgres(db_url="postgresql://u@h/db", schema=name))
+
+
+def test_schema_names_at_the_limit_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("a" * 63, "org_42", "_x", "Org_A"):
+        assert (
+            resolve_storage(StorageConfigPostgres(db_url="postgresql://u@h/db", schema=name)).schema
+            == name
+        )
+    monkeypatch.setenv("REFLEXIO_DB_URL", "postgresql://u@h/db")
+    monkeypatch.setenv("REFLEXIO_POSTGRES_SCHEMA", "pg_toast")
+    with pytest.raises(ConfigurationError, match="reserved"):
+        resolve_storage()
+
+
+# -- configuration is never silently dropped ----------------------------------------------------
+
+
+def test_a_postgres_url_alone_selects_postgres_with_its_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REFLEXIO_DB_URL", f"postgresql://u:{SECRET}@primary/app")
+    monkeypatch.setenv("REFLEXIO_POSTGRES_READ_DB_URL", f"postgresql://u:{SECRET}@replica/app")
+    monkeypatch.setenv("REFLEXIO_POSTGRES_SCHEMA", "org_7")
+    storage = resolve_storage()
+    assert storage.backend == "postgresql" and storage.kind == "postgres"
+    assert storage.reader_url is not None and storage.reader_url.url.host == "replica"
+    assert storage.schema == "org_7"
+    assert storage.auto_migrate is False  # the documented PostgreSQL default
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        (
+            {"REFLEXIO_STORAGE": "postgres", "REFLEXIO_DB_URL": "sqlite:///x.db"},
+            ["REFLEXIO_STORAGE", "REFLEXIO_DB_URL"],
+        ),
+        (
+            {"REFLEXIO_STORAGE": "sqlite", "DATA_DB_URL": f"postgresql://u:{SECRET}@h/db"},
+            ["REFLEXIO_STORAGE", "DATA_DB_URL"],
+        ),
+        (
+            {"REFLEXIO_POSTGRES_READ_DB_URL": f"postgresql://u:{SECRET}@r/db"},
+            ["REFLEXIO_POSTGRES_READ_DB_URL", "REFLEXIO_STORAGE"],
+        ),
+        (
+            {"REFLEXIO_DB_URL": "sqlite:///x.db", "REFLEXIO_POSTGRES_SCHEMA": "org_1"},
+            ["REFLEXIO_POSTGRES_SCHEMA", "REFLEXIO_DB_URL"],
+        ),
+    ],
+)
+def test_contradictions_name_both_variables(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: list[str]
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigurationError) as info:
+        resolve_storage()
+    message = str(info.value)
+    for variable in named:
+        assert variable in message
+    assert SECRET not in message
+
+
+def test_code_configs_refuse_the_other_databases_url() -> None:
+    with pytest.raises(ConfigurationError, match="SQLite URL"):
+        resolve_storage(StorageConfigPostgres(db_url="sqlite:///x.db"))
+    with pytest.raises(ConfigurationError, match="PostgreSQL URL"):
+        resolve_storage(StorageConfigSQLite(db_url=f"postgresql://u:{SECRET}@h/db"))
+
+
+@pytest.mark.parametrize("port", ["abc", "5432x", "70000", "0"])
+def test_bad_port_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch, port: str) -> None:
+    monkeypatch.setenv("REFLEXIO_DB_URL", f"postgresql://u:{SECRET}@h:{port}/db")
+    with pytest.raises(ConfigurationError, match="port") as info:
+        resolve_storage()
+    assert "REFLEXIO_DB_URL" in str(info.value) and SECRET not in str(info.value)

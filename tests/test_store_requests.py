@@ -6,11 +6,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, literal, select, text
 
 from reflexio_store import SessionFactory
 from reflexio_store.errors import ConflictError, ValidationError
 from reflexio_store.models import Interaction, ProfileChangeLog, Request
+from reflexio_store.search.sql import portable_tsquery
 from reflexio_store.store import AsyncStore, Store
 from tests.conftest import PgEndpoints
 
@@ -43,7 +44,11 @@ def fulltext_hits(factory: SessionFactory, word: str) -> int:
         query = (
             select(func.count())
             .select_from(Interaction)
-            .where(Interaction.search_vector.op("@@")(func.plainto_tsquery("english", word)))
+            .where(
+                Interaction.search_vector.op("@@")(
+                    portable_tsquery(Interaction.__table__, literal(word))  # type: ignore[arg-type]
+                )
+            )
         )
         return int(session.execute(query).scalar_one())
 

@@ -61,3 +61,34 @@ def test_wheel_carries_the_migrations_and_migrates_outside_the_checkout(tmp_path
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"{head_revision()} (head {head_revision()})" in check.stdout
+
+    # Alembic's own command line from the installed wheel, through the shipped alembic.ini.
+    ini = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from reflexio_store.cli import main; raise SystemExit(main(['alembic-ini']))",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ini.returncode == 0, ini.stderr
+    ini_path = Path(ini.stdout.strip())
+    assert ini_path.is_relative_to(site) and ini_path.exists()
+    other = {**env, "REFLEXIO_DB_URL": f"sqlite:///{elsewhere / 'a.db'}"}
+    for args in (["upgrade", "head"], ["check"], ["current"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "alembic", "-c", str(ini_path), *args],
+            cwd=elsewhere,
+            env=other,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        if args[0] == "upgrade":
+            assert "Running upgrade  -> 0001" in result.stderr  # progress, as alembic.ini says
+    assert f"{head_revision()} (head)" in result.stdout

@@ -177,7 +177,8 @@ def test_list_runs_filters_and_order(
     assert [r["run_id"] for r in store.list_runs(limit=2, offset=1)] == ["run-4", "run-3"]
     # An offset with no limit (a syntax error in the seed's SQLite backend).
     assert [r["run_id"] for r in store.list_runs(offset=4)] == ["run-1", "run-0"]
-    assert store.list_runs(limit=0) == []
+    with pytest.raises(ValidationError, match="limit"):
+        store.list_runs(limit=0)  # one pagination rule for every listing: limit 1..10,000
     first = store.list_runs(limit=1)[0]
     assert first == {
         "run_id": "run-5",
@@ -334,7 +335,7 @@ def test_metadata_filter_combined_with_other_filters(
     with pytest.raises(ValidationError, match="metadata_filter"):
         store.list_runs(metadata_filter={"x": object()})
     with pytest.raises(ValidationError, match="metadata_filter"):
-        store.list_runs(metadata_filter=["x"])  # type: ignore[arg-type]
+        store.list_runs(metadata_filter=["x"])  # type: ignore[call-overload]
 
 
 def test_sqlite_containment_is_sql_not_python(sqlite_factory: SessionFactory) -> None:

@@ -71,8 +71,10 @@ UpdatedAt = Annotated[
 class tsvector_source(ColumnElement[Any]):
     """The expression a generated full-text column is computed from.
 
-    PostgreSQL: to_tsvector('english', ...) over the searched text columns. SQLite keeps full text
-    in FTS5 tables (kept in step by triggers), so there the generated column is NULL.
+    PostgreSQL: reflexio_fts_document(...) over the searched text columns, a function (revision
+    0004) that splits, folds and stems text as SQLite's FTS5 `porter unicode61` tokenizer does.
+    SQLite keeps full text in FTS5 tables (kept in step by triggers), so there the generated
+    column is NULL.
     """
 
     inherit_cache = False
@@ -84,7 +86,7 @@ class tsvector_source(ColumnElement[Any]):
 @compiles(tsvector_source, "postgresql")
 def _tsvector_pg(element: tsvector_source, compiler: SQLCompiler, **kw: Any) -> str:
     joined = " || ' ' || ".join(f"coalesce({c}, '')" for c in element.columns)
-    return f"to_tsvector('english'::regconfig, {joined})"
+    return f"reflexio_fts_document({joined})"
 
 
 @compiles(tsvector_source)

@@ -62,6 +62,7 @@ class PlaybookAggregationChangeLog(Base):
     agent_version: Mapped[str | None] = mapped_column(Text)
     before: Mapped[list[Any]] = mapped_column(default=list)
     after: Mapped[list[Any]] = mapped_column(default=list)
+    run_mode: Mapped[str | None] = mapped_column(Text)  # revision 0005
     created_at: Mapped[CreatedAt]
 
     __table_args__ = (Index(None, "playbook_name", "agent_version"), Index(None, "created_at"))

@@ -33,6 +33,8 @@ class UserPlaybook(Base):
     rationale: Mapped[str | None] = mapped_column(Text)
     blocking_issue: Mapped[dict[str, Any] | None]
     source_interaction_ids: Mapped[list[Any]] = mapped_column(default=list)
+    # Reflexio's structured data beyond trigger / rationale / blocking_issue (revision 0005).
+    structured_data: Mapped[dict[str, Any] | None]
     status: Mapped[Status] = mapped_column(default=Status.CURRENT)
     source: Mapped[str | None] = mapped_column(Text)
     expanded_terms: Mapped[str | None] = mapped_column(Text)
@@ -66,6 +68,7 @@ class AgentPlaybook(Base):
         default=PlaybookReviewStatus.PENDING
     )
     playbook_metadata: Mapped[dict[str, Any] | None]
+    structured_data: Mapped[dict[str, Any] | None]
     status: Mapped[Status] = mapped_column(default=Status.CURRENT)
     source: Mapped[str | None] = mapped_column(Text)
     expanded_terms: Mapped[str | None] = mapped_column(Text)

@@ -5,13 +5,11 @@ from reflexio_store.search.engine import (
     DEFAULT_EF_SEARCH,
     MAX_TOP_K,
     OVERFETCH,
-    EntitySpec,
-    SearchHit,
-    SearchMode,
     run_search,
 )
-from reflexio_store.search.fts_query import fts5_query, postgres_query, query_terms
+from reflexio_store.search.fts_query import fts5_query, postgres_query, query_terms, search_terms
 from reflexio_store.search.fusion import RRF_K, reciprocal_rank_fusion
+from reflexio_store.search.request import EntitySpec, SearchHit, SearchMode
 from reflexio_store.search.sql import cosine_distance
 
 __all__ = [
@@ -28,4 +26,5 @@ __all__ = [
     "query_terms",
     "reciprocal_rank_fusion",
     "run_search",
+    "search_terms",
 ]

@@ -4,7 +4,7 @@ One round trip per branch, each branch selecting only (key, score) over the filt
 one query loading the final <= top_k rows by key:
 
 - text, SQLite: `<table>_fts MATCH :q` joined to the table by rowid, ordered by bm25.
-- text, PostgreSQL: `search_vector @@ websearch_to_tsquery('english', :q)` (GIN), ts_rank_cd.
+- text, PostgreSQL: `search_vector @@ <the OR of the query's lexemes>` (GIN), ts_rank_cd.
 - vector, SQLite: `vec_distance_cosine(embedding, :q)` over the filtered rows (an indexed user
   filter narrows them first), threshold and order in SQL.
 - vector, PostgreSQL: `ORDER BY embedding <=> :q LIMIT n` on the HNSW index, with
@@ -18,24 +18,31 @@ Every filter is part of each branch's WHERE clause, before ordering and LIMIT.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, cast
 
-from sqlalchemy import Float, Table, bindparam, column, func, literal_column, select, table
+import numpy as np
+from sqlalchemy import Float, bindparam, column, func, literal_column, select, table
 from sqlalchemy.orm import Session, defer
 from sqlalchemy.sql.elements import ColumnElement
 
+from reflexio_store.dialect import dialect_name
 from reflexio_store.errors import ValidationError
-from reflexio_store.search.fts_query import fts5_query, postgres_query
+from reflexio_store.search import postgres, vector_index
+from reflexio_store.search.fts_query import fts5_query
 from reflexio_store.search.fusion import RRF_K, reciprocal_rank_fusion
+from reflexio_store.search.request import EntitySpec, SearchHit, SearchMode, SearchRequest
 from reflexio_store.search.sql import cosine_distance
 from reflexio_store.types import Embedding
-from reflexio_store.validation import check_embedding
+from reflexio_store.validation import (
+    FLOAT_MAX,
+    check_embedding,
+    optional_query,
+    require_bool,
+    require_int,
+    require_number,
+)
 
-T = TypeVar("T")
-SearchMode = Literal["text", "vector", "hybrid"]
 MODES: tuple[str, ...] = ("text", "vector", "hybrid")
 
 MAX_TOP_K = 1000
@@ -45,73 +52,6 @@ DEFAULT_EF_SEARCH = 400
 """hnsw.ef_search when the caller gives none: recall@10 0.94 at 200 and 0.99 at 400 on the
 benchmark's clustered 100k profiles (m=16, ef_construction=64), for about 1 ms more per query."""
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
-
-
-@dataclass(frozen=True, slots=True)
-class SearchHit(Generic[T]):
-    """One search result.
-
-    score: the fused RRF score in hybrid mode, the similarity in vector mode, the text rank in
-    text mode; higher is better. similarity: 1 - cosine distance, when the row came from the
-    vector branch. text_rank: ts_rank_cd on PostgreSQL, -bm25 on SQLite (higher is better), when
-    the row came from the text branch.
-    """
-
-    item: T
-    score: float
-    similarity: float | None = None
-    text_rank: float | None = None
-
-
-@dataclass(frozen=True)
-class EntitySpec:
-    """What the engine needs to know of one searched table."""
-
-    model: type[Any]
-    key: str
-    """The integer key: FTS5 rowid on SQLite."""
-    fulltext: bool = True
-    """False for tables searched by vector only."""
-
-    @property
-    def table(self) -> Table:
-        return cast(Table, self.model.__table__)
-
-    @property
-    def fts_name(self) -> str:
-        return f"{self.table.name}_fts"
-
-
-@dataclass(frozen=True)
-class SearchRequest:
-    """Validated search parameters."""
-
-    mode: SearchMode
-    text: str | None
-    embedding: list[float] | None
-    top_k: int
-    threshold: float
-    text_weight: float
-    vector_weight: float
-    ef_search: int
-    include_embedding: bool
-
-
-def _number(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(f"{field} must be a number, got {type(value).__name__}.")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValidationError(f"{field} must be a finite number, got {value!r}.")
-    return number
-
-
-def _integer(value: Any, field: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{field} must be an integer, got {type(value).__name__}.")
-    if not low <= value <= high:
-        raise ValidationError(f"{field} must be between {low} and {high}, got {value}.")
-    return value
 
 
 def build_request(
@@ -129,8 +69,7 @@ def build_request(
     fulltext: bool = True,
 ) -> SearchRequest:
     """Check every search argument; raise ValidationError naming the bad one."""
-    if query is not None and not isinstance(query, str):
-        raise ValidationError(f"query must be text, got {type(query).__name__}.")
+    query = optional_query(query)
     if mode is None:
         mode = (
             "hybrid"
@@ -143,15 +82,12 @@ def build_request(
         raise ValidationError(
             f"This table is searched by vector only; mode {mode!r} is not offered."
         )
-    top_k = _integer(top_k, "top_k", 1, MAX_TOP_K)
-    threshold = _number(threshold, "threshold")
-    if not -1.0 <= threshold <= 1.0:
-        raise ValidationError(f"threshold is a cosine similarity in [-1, 1], got {threshold}.")
-    text_weight = _number(text_weight, "text_weight")
-    vector_weight = _number(vector_weight, "vector_weight")
-    if text_weight < 0 or vector_weight < 0:
-        raise ValidationError("text_weight and vector_weight must not be negative.")
-    ef_search = _integer(ef_search, "ef_search", 1, MAX_EF_SEARCH)
+    top_k = require_int(top_k, "top_k", 1, MAX_TOP_K)
+    # A cosine similarity.
+    threshold = require_number(threshold, "threshold", -1.0, 1.0)
+    text_weight = require_number(text_weight, "text_weight", 0.0, FLOAT_MAX)
+    vector_weight = require_number(vector_weight, "vector_weight", 0.0, FLOAT_MAX)
+    ef_search = require_int(ef_search, "ef_search", 1, MAX_EF_SEARCH)
     vector = check_embedding(embedding, embedding_dimensions(session))
     if mode in ("vector", "hybrid") and vector is None:
         raise ValidationError(f"Search mode {mode!r} needs an embedding (the query vector).")
@@ -166,7 +102,7 @@ def build_request(
         text_weight=text_weight,
         vector_weight=vector_weight,
         ef_search=ef_search,
-        include_embedding=bool(include_embedding),
+        include_embedding=require_bool(include_embedding, "include_embedding"),
     )
 
 
@@ -174,10 +110,6 @@ def embedding_dimensions(session: Session) -> int:
     """The deployment's vector size (as reflexio_store.store._operation.embedding_dimensions;
     not imported from there because importing reflexio_store.store imports this module)."""
     return int(session.info.get("embedding_dimensions", 512))
-
-
-def backend(session: Session) -> str:
-    return str(session.info.get("backend") or session.get_bind().dialect.name)
 
 
 # -- branches --------------------------------------------------------------------------------
@@ -194,21 +126,6 @@ def _text_branch(
     """(key, text rank) best first; [] when the text has nothing searchable."""
     t = spec.table
     key = t.c[spec.key]
-    if backend(session) == "postgresql":
-        q = postgres_query(text)
-        if q is None:
-            return []
-        tsquery = func.websearch_to_tsquery(
-            literal_column("'english'::regconfig"), bindparam("fts_query", q)
-        )
-        rank = func.ts_rank_cd(t.c.search_vector, tsquery, type_=Float()).label("rank")
-        stmt = (
-            select(key, rank)
-            .where(t.c.search_vector.op("@@")(tsquery), *filters)
-            .order_by(rank.desc(), key)
-            .limit(limit)
-        )
-        return [(row[0], float(row[1])) for row in session.execute(stmt)]
     match = fts5_query(text)
     if match is None:
         return []
@@ -235,6 +152,13 @@ def _text_branch(
     return [(row[0], -float(row[1])) for row in session.execute(stmt)]
 
 
+INDEX_OVERFETCH = 4
+MIN_INDEX_CANDIDATES = 100
+MAX_INDEX_CANDIDATES = 20_000
+"""Candidates asked of the in-process vector index (SQLite): at least 4 x the rows wanted, at
+least 100; widened 8x while filters leave too few, up to 20,000, then the exact scan."""
+
+
 def _vector_branch(
     session: Session,
     spec: EntitySpec,
@@ -251,59 +175,44 @@ def _vector_branch(
     )
     distance = cosine_distance(t.c.embedding, query_vector).label("distance")
     max_distance = bindparam("max_distance", 1.0 - request.threshold, type_=Float())
-    if backend(session) == "postgresql" and narrow:
-        # A selective filter (one user's rows) is cheaper and exact as a scan of those rows
-        # through their btree index than as an HNSW walk that discards other users' rows.
-        # MATERIALIZED keeps the planner from turning it back into an HNSW scan.
-        candidates = (
-            select(key.label("key"), t.c.embedding.label("embedding"))
-            .where(t.c.embedding.is_not(None), *filters)
-            .cte("candidates")
-            .prefix_with("MATERIALIZED")
-        )
-        exact = cosine_distance(candidates.c.embedding, query_vector).label("distance")
-        stmt = (
-            select(candidates.c.key, exact)
-            .where(exact <= max_distance)
-            .order_by(exact, candidates.c.key)
-            .limit(limit)
-        )
-    elif backend(session) == "postgresql":
-        ef = max(request.ef_search, min(limit, MAX_EF_SEARCH))
-        session.execute(
-            select(
-                func.set_config("hnsw.ef_search", str(ef), True),
-                func.set_config("hnsw.iterative_scan", "relaxed_order", True),
-            )
-        )
-        nearest = (
-            select(key.label("key"), distance)
-            .where(t.c.embedding.is_not(None), *filters)
-            .order_by(distance)
-            .limit(limit)
-            .subquery("nearest")
-        )
-        stmt = (
-            select(nearest.c.key, nearest.c.distance)
-            .where(nearest.c.distance <= max_distance)
-            .order_by(nearest.c.distance, nearest.c.key)
-        )
-    else:
+
+    def exact(among: list[int] | None = None) -> list[tuple[Any, float]]:
         # LIMIT -1 keeps SQLite from flattening the subquery, so each row's distance is
         # computed once (not again for the threshold test).
-        scored = (
-            select(key.label("key"), distance)
-            .where(t.c.embedding.is_not(None), *filters)
-            .limit(-1)
-            .subquery("scored")
-        )
+        where = [t.c.embedding.is_not(None), *filters]
+        if among is not None:
+            where.append(key.in_(among))
+        scored = select(key.label("key"), distance).where(*where).limit(-1).subquery("scored")
         stmt = (
             select(scored.c.key, scored.c.distance)
             .where(scored.c.distance <= max_distance)
             .order_by(scored.c.distance, scored.c.key)
             .limit(limit)
         )
-    return [(row[0], float(row[1])) for row in session.execute(stmt)]
+        return [(row[0], float(row[1])) for row in session.execute(stmt)]
+
+    if narrow or request.embedding is None:
+        return exact()
+    # Not narrowed by an indexed filter: the in-process index proposes candidates, SQL ranks
+    # them exactly with every filter. Too few survive the filters: ask for more, and fall
+    # back to the exact scan once the candidates would be most of the table.
+    query = np.asarray(request.embedding, dtype=np.float32)
+    norm = float(np.linalg.norm(query))
+    count = max(limit * INDEX_OVERFETCH, MIN_INDEX_CANDIDATES)
+    while norm > 0:
+        found = vector_index.candidates(
+            session.connection(), t.name, spec.key, query.size, query / norm, count
+        )
+        if found is None:
+            break
+        hits = exact(found.keys)
+        worst = found.similarities[-1] if found.similarities else -1.0
+        if len(hits) >= limit or found.exhausted or worst < request.threshold - 1e-6:
+            return hits
+        count *= 8
+        if count > MAX_INDEX_CANDIDATES:
+            break
+    return exact()
 
 
 # -- the search ------------------------------------------------------------------------------
@@ -323,6 +232,8 @@ def run_search(
     rows, one request's); on SQLite the text branch tests full-text matches against that key set
     before joining them to their rows. Empty when no such filter is given.
     """
+    if dialect_name(session) == "postgresql":
+        return postgres.search(session, spec, request, filters, narrow)
     top_k = request.top_k
     text_hits: list[tuple[Any, float]] = []
     vector_hits: list[tuple[Any, float]] = []

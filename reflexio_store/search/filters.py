@@ -1,70 +1,68 @@
-"""WHERE clauses for search filters, validated. Each helper returns a list of conditions."""
+"""The one WHERE-clause builder for list, count and search operations, validated.
+
+Each helper returns a list of conditions (empty when the filter is not given), so a query
+reads as `where(*equals(...), *status_in(...), ...)`. Text filters take one value or a list
+of them (IN); JSON list filters (tags, extractor names) require every value given.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import or_
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
+from reflexio_store.dialect import json_list_contains
 from reflexio_store.enums import PlaybookReviewStatus, Status
-from reflexio_store.errors import ValidationError
-from reflexio_store.validation import parse_enum, require_aware
+from reflexio_store.validation import enum_filter, optional_aware, text_filter
 
 Conditions = list[ColumnElement[bool]]
+Column = ColumnElement[Any] | InstrumentedAttribute[Any]
 
 StatusFilter = Status | str | Sequence[Status | str] | None
 ReviewStatusFilter = PlaybookReviewStatus | str | Sequence[PlaybookReviewStatus | str] | None
 
 
-def _values(value: Any, field: str) -> list[Any]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        return [value]
-    values = list(value)
-    if not values:
-        raise ValidationError(f"{field} is an empty list: pass None for any {field}.")
-    return values
+def _one_or_in(column: Column, values: Sequence[Any]) -> Conditions:
+    return [column == values[0]] if len(values) == 1 else [column.in_(values)]
 
 
-def equals(column: ColumnElement[Any], value: str | Sequence[str] | None, field: str) -> Conditions:
+def equals(column: Column, value: str | Sequence[str] | None, field: str) -> Conditions:
     """column = value (or IN values); nothing when value is None."""
-    if value is None:
-        return []
-    values = _values(value, field)
-    for v in values:
-        if not isinstance(v, str):
-            raise ValidationError(f"{field} must be text, got {type(v).__name__}.")
-        if "\x00" in v:
-            raise ValidationError(f"{field} contains a NUL character.")
-    return [column == values[0]] if len(values) == 1 else [column.in_(values)]
+    values = text_filter(value, field)
+    return [] if values is None else _one_or_in(column, values)
 
 
-def status_in(column: ColumnElement[Any], status: StatusFilter) -> Conditions:
+def equals_or_null(column: Column, value: str | None) -> Conditions:
+    """column = value, or column IS NULL when value is None (a scope, not an optional filter)."""
+    return [column.is_(None)] if value is None else [column == value]
+
+
+def status_in(column: Column, status: StatusFilter) -> Conditions:
     """Lifecycle status filter: one status, a list of them, or None for any."""
-    if status is None:
-        return []
-    values = [parse_enum(Status, s) for s in _values(status, "status")]
-    return [column == values[0]] if len(values) == 1 else [column.in_(values)]
+    values = enum_filter(Status, status)
+    return [] if values is None else _one_or_in(column, values)
 
 
-def review_status_in(column: ColumnElement[Any], status: ReviewStatusFilter) -> Conditions:
-    if status is None:
-        return []
-    values = [
-        parse_enum(PlaybookReviewStatus, s, "playbook_status")
-        for s in _values(status, "playbook_status")
-    ]
-    return [column == values[0]] if len(values) == 1 else [column.in_(values)]
+def review_status_in(column: Column, status: ReviewStatusFilter) -> Conditions:
+    """Review status filter (agent playbooks): one, a list, or None for any."""
+    values = enum_filter(PlaybookReviewStatus, status, "playbook_status")
+    return [] if values is None else _one_or_in(column, values)
 
 
 def created_between(
-    column: ColumnElement[Any], start: datetime | None, end: datetime | None
+    column: Column,
+    start: datetime | None,
+    end: datetime | None,
+    names: tuple[str, str] = ("created_after", "created_before"),
 ) -> Conditions:
-    """start <= column < end; either bound may be None."""
-    start = require_aware(start, "created_after")
-    end = require_aware(end, "created_before")
+    """start <= column < end; either bound may be None. `names` are the caller's argument
+    names, for error messages."""
+    start = optional_aware(start, names[0])
+    end = optional_aware(end, names[1])
     conditions: Conditions = []
     if start is not None:
         conditions.append(column >= start)
@@ -73,23 +71,13 @@ def created_between(
     return conditions
 
 
-def contains_all(
-    column: ColumnElement[Any],
-    values: str | Sequence[str] | None,
-    field: str,
-    contains: Callable[[ColumnElement[Any], str], ColumnElement[bool]],
-) -> Conditions:
-    """The JSON list in column holds every one of values; `contains(column, value)` is the
-    per-dialect containment test (reflexio_store.store.memories.json_list_contains)."""
-    if values is None:
-        return []
-    items = _values(values, field)
-    for v in items:
-        if not isinstance(v, str):
-            raise ValidationError(f"{field} values must be text, got {type(v).__name__}.")
-    return [contains(column, v) for v in dict.fromkeys(items)]
+def contains_all(column: Column, values: str | Sequence[str] | None, field: str) -> Conditions:
+    """The JSON list in column holds every one of values (the same on both databases)."""
+    items = text_filter(values, field)
+    return [] if items is None else [json_list_contains(column, v) for v in items]
 
 
-def not_expired(column: ColumnElement[Any], now: datetime | None = None) -> Conditions:
-    moment = now if now is not None else datetime.now(UTC)
+def not_expired(column: Column, now: datetime | None = None) -> Conditions:
+    """column (an expiry time) is NULL or later than `now` (default: the current time)."""
+    moment = optional_aware(now, "now") or datetime.now(UTC)
     return [or_(column.is_(None), column > moment)]

@@ -3,29 +3,44 @@ organization's SessionFactory. Operations are declared once in the mixins below.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from reflexio_store.engines import SINGLE_STATEMENT_OPTION
 from reflexio_store.errors import ValidationError
+from reflexio_store.reads import run_read
 from reflexio_store.sessions import Consistency, SessionFactory, get_session_factory
 from reflexio_store.settings import StorageConfig
 from reflexio_store.store._operation import Operation
-from reflexio_store.store.memories import MemoryOperations
+from reflexio_store.store.agent_playbook_sources import AgentPlaybookSourceOperations
+from reflexio_store.store.agent_playbooks import AgentPlaybookOperations
+from reflexio_store.store.change_logs import ChangeLogOperations
+from reflexio_store.store.evaluations import EvaluationOperations
 from reflexio_store.store.operation_state import OperationStateOperations
+from reflexio_store.store.optimization import OptimizationOperations
 from reflexio_store.store.organizations import OrganizationOperations
-from reflexio_store.store.records import RecordOperations
+from reflexio_store.store.profiles import ProfileOperations
 from reflexio_store.store.requests import RequestOperations
 from reflexio_store.store.retention import RetentionOperations
 from reflexio_store.store.search import SearchOperations
+from reflexio_store.store.share_links import ShareLinkOperations
+from reflexio_store.store.user_playbooks import UserPlaybookOperations
 from reflexio_store.store.workflow import WorkflowOperations
 
 
 class _Operations(
     RequestOperations,
-    MemoryOperations,
+    ProfileOperations,
+    UserPlaybookOperations,
+    AgentPlaybookOperations,
+    AgentPlaybookSourceOperations,
     RetentionOperations,
     SearchOperations,
-    RecordOperations,
+    EvaluationOperations,
+    ChangeLogOperations,
+    OptimizationOperations,
+    ShareLinkOperations,
     OperationStateOperations,
     OrganizationOperations,
     WorkflowOperations,
@@ -33,13 +48,18 @@ class _Operations(
     """Every store operation; each mixin lives in its own module."""
 
 
-def _consistency(op: Operation[Any, Any], kwargs: dict[str, Any]) -> Consistency:
+def _consistency(
+    op: Operation[Any, Any], kwargs: dict[str, Any]
+) -> tuple[Consistency, dict[str, Any]]:
+    """The consistency a read asks for, and the arguments left for the function: the route
+    consumes `consistency` (kwargs itself is left as it was, so a retry can reuse it)."""
     if op.route == "fresh":
-        return "strong"
-    value = kwargs.get("consistency", "eventual")
+        return "strong", kwargs
+    rest = dict(kwargs)
+    value = rest.pop("consistency", "eventual")
     if value not in ("eventual", "strong"):
         raise ValidationError(f"consistency must be 'eventual' or 'strong', not {value!r}.")
-    return "strong" if value == "strong" else "eventual"
+    return ("strong" if value == "strong" else "eventual"), rest
 
 
 class _StoreBase:
@@ -54,6 +74,31 @@ class _StoreBase:
         return f"{type(self).__name__}({self.factory!r})"
 
 
+def run_operation(
+    factory: SessionFactory, op: Operation[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Run one operation on the session (or connection) its route asks for.
+
+    The one route for `Store` and `AsyncStore` alike: whatever a route learns (retries, error
+    translation) belongs here, so both classes behave the same."""
+    if op.connection:
+        # One statement is its own transaction: in autocommit it costs one round trip instead
+        # of three on PostgreSQL (BEGIN, the statement, COMMIT), one driver call instead of three
+        # on SQLite (whose write statement takes the write lock itself, waiting on busy_timeout).
+        with factory.writer_connection(write=False) as conn:
+            if factory.backend == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                conn.execution_options(**{SINGLE_STATEMENT_OPTION: True})
+            return op.fn(conn, *args, **kwargs)
+    if op.route == "write":
+        with factory.writer() as session:
+            return op.fn(session, *args, **kwargs)
+    consistency, rest = _consistency(op, kwargs)
+    # A replica that breaks mid-read costs a re-run of the read on the primary, not a failure.
+    return run_read(factory, consistency, op.fn, args, rest)
+
+
 class Store(_StoreBase, _Operations):
     """Synchronous store. Every method opens (and closes) its own session on the right engine."""
 
@@ -61,14 +106,7 @@ class Store(_StoreBase, _Operations):
         factory = self.factory
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if op.connection:
-                with factory.writer_connection(write=op.route == "write") as conn:
-                    return op.fn(conn, *args, **kwargs)
-            if op.route == "write":
-                with factory.writer() as session:
-                    return op.fn(session, *args, **kwargs)
-            with factory.reader(_consistency(op, kwargs)) as session:
-                return op.fn(session, *args, **kwargs)
+            return run_operation(factory, op, args, kwargs)
 
         call.__name__ = op.name
         call.__doc__ = op.fn.__doc__
@@ -76,20 +114,21 @@ class Store(_StoreBase, _Operations):
 
 
 class AsyncStore(_StoreBase, _Operations):
-    """The same operations for asyncio: `await store.add_profiles(...)`."""
+    """The same operations for asyncio: `await store.add_profiles(...)`.
+
+    Each call runs the whole operation on a worker thread (`asyncio.to_thread`, the event loop's
+    default executor) through the same route and the same bounded sync pools as `Store`: one
+    thread hop per operation instead of one per statement (aiosqlite) or a greenlet switch per
+    statement (SQLAlchemy's asyncio layer), and never more connections than the pool sizes.
+    Cancelling the awaiting task does not interrupt a running operation: it commits or rolls
+    back on its thread as it would have, and the result is dropped.
+    """
 
     def _bind(self, op: Operation[Any, Any]) -> Callable[..., Any]:
         factory = self.factory
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            if op.connection:
-                async with factory.async_writer_connection(write=op.route == "write") as conn:
-                    return await conn.run_sync(op.fn, *args, **kwargs)
-            if op.route == "write":
-                async with factory.async_writer() as session:
-                    return await session.run_sync(op.fn, *args, **kwargs)
-            async with factory.async_reader(_consistency(op, kwargs)) as session:
-                return await session.run_sync(op.fn, *args, **kwargs)
+            return await asyncio.to_thread(run_operation, factory, op, args, kwargs)
 
         call.__name__ = op.name
         call.__doc__ = op.fn.__doc__

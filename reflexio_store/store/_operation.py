@@ -9,22 +9,35 @@ An operation is a plain function `fn(session, *args, **kwargs)` plus a route:
 
 Declared once on a mixin class, e.g. `add_profiles = write(profiles.add_profiles)`, the same
 attribute is a sync method on `Store` and a coroutine method on `AsyncStore` (which runs the same
-function through `AsyncSession.run_sync`, on real asyncio drivers).
+function, through the same route and pools, on a worker thread).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    Literal,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+)
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+
+from reflexio_store.sessions import Consistency
 
 if TYPE_CHECKING:
     from reflexio_store.store import AsyncStore, Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 Route = Literal["write", "fresh", "read"]
 
 
@@ -55,6 +68,41 @@ class Operation(Generic[P, T]):
         return obj._bind(self)
 
 
+class ReadMethod(Protocol[P, T_co]):
+    """A read operation on `Store`: the function's own parameters, plus `consistency`.
+
+    The route consumes `consistency` (which engine to read from); the function never sees it.
+    Typing cannot add a keyword to a ParamSpec, so a call that passes `consistency` is checked
+    against the second form (its other arguments unchecked)."""
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T_co: ...
+    @overload
+    def __call__(self, *args: Any, consistency: Consistency, **kwargs: Any) -> T_co: ...
+
+
+class AsyncReadMethod(Protocol[P, T_co]):
+    """A read operation on `AsyncStore` (see ReadMethod)."""
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T_co]: ...
+    @overload
+    def __call__(self, *args: Any, consistency: Consistency, **kwargs: Any) -> Awaitable[T_co]: ...
+
+
+class ReadOperation(Operation[P, T]):
+    """An operation on the "read" route: its methods also take `consistency`."""
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> ReadOperation[P, T]: ...
+    @overload
+    def __get__(self, obj: AsyncStore, owner: type) -> AsyncReadMethod[P, T]: ...
+    @overload
+    def __get__(self, obj: Store, owner: type) -> ReadMethod[P, T]: ...
+    def __get__(self, obj: Any, owner: type) -> Any:
+        return super().__get__(obj, owner)
+
+
 def write(fn: Callable[Concatenate[Session, P], T]) -> Operation[P, T]:
     return Operation(fn, "write")
 
@@ -63,24 +111,23 @@ def fresh(fn: Callable[Concatenate[Session, P], T]) -> Operation[P, T]:
     return Operation(fn, "fresh")
 
 
-def read(fn: Callable[Concatenate[Session, P], T]) -> Operation[P, T]:
-    return Operation(fn, "read")
+def read(fn: Callable[Concatenate[Session, P], T]) -> ReadOperation[P, T]:
+    """A read on the replica, or on the primary when the call passes consistency="strong"."""
+    return ReadOperation(fn, "read")
 
 
 def write_connection(fn: Callable[Concatenate[Connection, P], T]) -> Operation[P, T]:
-    """Like `write`, but `fn` gets a Connection inside one transaction on the primary."""
+    """Like `write`, but `fn` gets a Connection on the primary and runs exactly ONE statement,
+    in autocommit: the statement is its own transaction (one round trip on PostgreSQL)."""
     return Operation(fn, "write", connection=True)
 
 
 def fresh_connection(fn: Callable[Concatenate[Connection, P], T]) -> Operation[P, T]:
-    """Like `fresh`, but `fn` gets a Connection on the primary (it must only read)."""
+    """Like `fresh`, but `fn` gets a Connection on the primary and runs exactly ONE read-only
+    statement (in autocommit)."""
     return Operation(fn, "fresh", connection=True)
 
 
 def embedding_dimensions(session: Session) -> int:
     """The deployment's vector size, put in every session's info by the SessionFactory."""
     return int(session.info.get("embedding_dimensions", 512))
-
-
-def backend(session: Session) -> str:
-    return str(session.info.get("backend") or session.get_bind().dialect.name)

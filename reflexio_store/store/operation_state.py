@@ -19,30 +19,21 @@ a lease, and taking a lease never touches the state.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, Table, delete, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from reflexio_store.errors import ValidationError
+from reflexio_store.dialect import insert_or_update
 from reflexio_store.models import OperationState
-from reflexio_store.store._operation import backend, fresh, write
-from reflexio_store.validation import json_object, require_text
+from reflexio_store.store._operation import fresh, write
+from reflexio_store.store.crud import rowcount
+from reflexio_store.validation import duration, json_object, require_key
 
 _table = cast(Table, OperationState.__table__)
 _c = _table.c
-
-
-def _insert(session: Session) -> Any:
-    return postgresql.insert(_table) if backend(session) == "postgresql" else sqlite.insert(_table)
-
-
-def _rowcount(result: Result[Any]) -> int:
-    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def _check_state(state: Any) -> dict[str, Any]:
@@ -53,26 +44,12 @@ MAX_TTL_SECONDS = 10 * 365 * 24 * 60 * 60
 """Longest lease accepted by try_acquire_lock / renew_lock: 10 years."""
 
 
-def _check_ttl(ttl_seconds: Any) -> timedelta:
-    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)):
-        raise ValidationError(
-            f"ttl_seconds must be a number of seconds, got {type(ttl_seconds).__name__}."
-        )
-    # Bounded so `now + timedelta(seconds=...)` cannot overflow (a raw OverflowError otherwise).
-    if not math.isfinite(ttl_seconds) or not 0 < ttl_seconds <= MAX_TTL_SECONDS:
-        raise ValidationError(
-            f"ttl_seconds must be a finite number of seconds greater than 0 and at most "
-            f"{MAX_TTL_SECONDS} (10 years), got {ttl_seconds!r}."
-        )
-    return timedelta(seconds=ttl_seconds)
-
-
 # -- state -----------------------------------------------------------------------------------
 
 
 def get_operation_state(session: Session, service_name: str) -> dict[str, Any] | None:
     """The JSON state saved for `service_name`, or None if there is none."""
-    service_name = require_text(service_name, "service_name")
+    service_name = require_key(service_name, "service_name")
     row = session.execute(select(_c.state).where(_c.service_name == service_name)).first()
     return None if row is None else dict(row[0] or {})
 
@@ -81,15 +58,11 @@ def upsert_operation_state(
     session: Session, service_name: str, state: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Create or replace the state of `service_name` (one statement; leases untouched)."""
-    service_name = require_text(service_name, "service_name")
+    service_name = require_key(service_name, "service_name")
     value = _check_state(state)
     now = datetime.now(UTC)
-    stmt = _insert(session).values(
+    stmt = insert_or_update(session, _table, ["service_name"], ["state", "updated_at"]).values(
         service_name=service_name, state=value, created_at=now, updated_at=now
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[_c.service_name],
-        set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
     )
     session.execute(stmt)
     return value
@@ -97,8 +70,8 @@ def upsert_operation_state(
 
 def delete_operation_state(session: Session, service_name: str) -> bool:
     """Delete the row of `service_name` (its state and any lease on it). True if it existed."""
-    service_name = require_text(service_name, "service_name")
-    return _rowcount(session.execute(delete(_table).where(_c.service_name == service_name))) > 0
+    service_name = require_key(service_name, "service_name")
+    return rowcount(session.execute(delete(_table).where(_c.service_name == service_name))) > 0
 
 
 # -- lease locks -----------------------------------------------------------------------------
@@ -110,28 +83,30 @@ def try_acquire_lock(session: Session, name: str, owner: str, ttl_seconds: float
     True iff `owner` holds the lease afterwards. A lease whose expires_at has passed can be
     taken over by anyone. Atomic: one INSERT ... ON CONFLICT DO UPDATE ... WHERE ... RETURNING.
     """
-    name = require_text(name, "lock name")
-    owner = require_text(owner, "owner")
-    ttl = _check_ttl(ttl_seconds)
+    name = require_key(name, "name")
+    owner = require_key(owner, "owner")
+    ttl = duration(ttl_seconds, "ttl_seconds", MAX_TTL_SECONDS)
     now = datetime.now(UTC)
     expires_at = now + ttl
-    stmt = _insert(session).values(
-        service_name=name,
-        state={},
-        owner=owner,
-        expires_at=expires_at,
-        created_at=now,
-        updated_at=now,
+    lease_is_free = or_(_c.owner.is_(None), _c.expires_at < now, _c.owner == owner)
+    stmt = (
+        insert_or_update(
+            session,
+            _table,
+            ["service_name"],
+            ["owner", "expires_at", "updated_at"],
+            where=lease_is_free,
+        )
+        .values(
+            service_name=name,
+            state={},
+            owner=owner,
+            expires_at=expires_at,
+            created_at=now,
+            updated_at=now,
+        )
+        .returning(_c.owner)
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[_c.service_name],
-        set_={
-            "owner": stmt.excluded.owner,
-            "expires_at": stmt.excluded.expires_at,
-            "updated_at": stmt.excluded.updated_at,
-        },
-        where=or_(_c.owner.is_(None), _c.expires_at < now, _c.owner == owner),
-    ).returning(_c.owner)
     got = session.execute(stmt).scalar()
     return got == owner
 
@@ -139,34 +114,34 @@ def try_acquire_lock(session: Session, name: str, owner: str, ttl_seconds: float
 def renew_lock(session: Session, name: str, owner: str, ttl_seconds: float) -> bool:
     """Extend a lease `owner` still holds to now + ttl_seconds. False if another owner has it
     (or nobody does): the caller must then stop work that relied on the lease."""
-    name = require_text(name, "lock name")
-    owner = require_text(owner, "owner")
-    ttl = _check_ttl(ttl_seconds)
+    name = require_key(name, "name")
+    owner = require_key(owner, "owner")
+    ttl = duration(ttl_seconds, "ttl_seconds", MAX_TTL_SECONDS)
     now = datetime.now(UTC)
     stmt = (
         update(_table)
         .where(_c.service_name == name, _c.owner == owner)
         .values(expires_at=now + ttl, updated_at=now)
     )
-    return _rowcount(session.execute(stmt)) > 0
+    return rowcount(session.execute(stmt)) > 0
 
 
 def release_lock(session: Session, name: str, owner: str) -> bool:
     """Release the lease if `owner` holds it. False (and the lease untouched) otherwise."""
-    name = require_text(name, "lock name")
-    owner = require_text(owner, "owner")
+    name = require_key(name, "name")
+    owner = require_key(owner, "owner")
     now = datetime.now(UTC)
     stmt = (
         update(_table)
         .where(_c.service_name == name, _c.owner == owner)
         .values(owner=None, expires_at=None, updated_at=now)
     )
-    return _rowcount(session.execute(stmt)) > 0
+    return rowcount(session.execute(stmt)) > 0
 
 
 def get_lock_owner(session: Session, name: str) -> str | None:
     """Who holds the lease `name` now (None when free or expired)."""
-    name = require_text(name, "lock name")
+    name = require_key(name, "name")
     now = datetime.now(UTC)
     owner: str | None = session.scalar(
         select(_c.owner).where(_c.service_name == name, _c.expires_at >= now)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Result, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -28,9 +28,14 @@ from reflexio_store.security import (
     verify_password_hash,
 )
 from reflexio_store.store._operation import fresh, read, write
-from reflexio_store.validation import json_object, optional_text, require_text
-
-Consistency = Literal["eventual", "strong"]
+from reflexio_store.store.crud import rowcount
+from reflexio_store.validation import (
+    json_object,
+    optional_text,
+    require_bool,
+    require_int_id,
+    require_key,
+)
 
 
 def _check_configuration(value: Any) -> dict[str, Any]:
@@ -39,20 +44,10 @@ def _check_configuration(value: Any) -> dict[str, Any]:
     return json_object(value, "configuration_json")
 
 
-def _check_id(value: Any, what: str = "organization id") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{what} must be an integer, got {type(value).__name__}.")
-    return value
-
-
-def _rowcount(result: Result[Any]) -> int:
-    return int(cast(CursorResult[Any], result).rowcount)
-
-
 def _org_or_raise(session: Session, org_id: int) -> Organization:
     # Every caller changes the row: lock it (PostgreSQL; SQLite writers are already serialised)
     # so concurrent read-modify-writes such as a configuration merge cannot lose an update.
-    org = session.get(Organization, _check_id(org_id), with_for_update=True)
+    org = session.get(Organization, require_int_id(org_id, "org_id"), with_for_update=True)
     if org is None:
         raise NotFoundError(f"No organization with id {org_id}; create it first.")
     return org
@@ -67,7 +62,7 @@ def create_organization(
 ) -> Organization:
     """Create an organization. `login` is unique (a duplicate raises ConflictError); the
     password, when given, is stored only as a scrypt hash."""
-    login = require_text(login, "login")
+    login = require_key(login, "login")
     name = optional_text(name, "name")
     config = _check_configuration(configuration_json)
     # Hash before the first statement: on SQLite the write lock is taken by the first statement,
@@ -87,24 +82,25 @@ def create_organization(
     session.add(org)
     try:
         session.flush()
+        raced = False
     except IntegrityError:
         # A concurrent create won the race; nothing of ours is committed (the writer rolls back).
+        raced = True
+    if raced:
+        # Raised outside the except block: the driver error (its parameters hold the password
+        # hash and the configuration) must not ride along as __context__.
         raise ConflictError(
             f"An organization with login {login!r} already exists; choose another login."
-        ) from None
+        )
     return org
 
 
-def get_organization(
-    session: Session, org_id: int, *, consistency: Consistency = "eventual"
-) -> Organization | None:
-    return session.get(Organization, _check_id(org_id))
+def get_organization(session: Session, org_id: int) -> Organization | None:
+    return session.get(Organization, require_int_id(org_id, "org_id"))
 
 
-def get_organization_by_login(
-    session: Session, login: str, *, consistency: Consistency = "eventual"
-) -> Organization | None:
-    login = require_text(login, "login")
+def get_organization_by_login(session: Session, login: str) -> Organization | None:
+    login = require_key(login, "login")
     return session.scalars(select(Organization).where(Organization.login == login)).first()
 
 
@@ -114,13 +110,18 @@ def verify_password(session: Session, login: str, password: str) -> Organization
     Runs one scrypt whether or not the login exists (no timing oracle), and compares hashes in
     constant time. Deactivated organizations and organizations without a password never match.
     """
-    password = check_password(password)
     try:
-        # Not text, empty, NUL (which PostgreSQL would refuse with a driver error) or oversized:
-        # no organization can have this login, so it is simply a failed check.
-        login = require_text(login, "login")
+        password = check_password(password)
     except ValidationError:
-        burn_password_check(password)
+        # A refused password costs one scrypt too, so the refusal says nothing about the login.
+        burn_password_check()
+        raise
+    try:
+        # Not text, empty, NUL, invalid Unicode or oversized: no organization can have this
+        # login, so it is simply a failed check (at the cost of a real one).
+        login = require_key(login, "login")
+    except ValidationError:
+        burn_password_check()
         return None
     org = session.scalars(select(Organization).where(Organization.login == login)).first()
     ok = verify_password_hash(password, org.password_hash if org is not None else None)
@@ -139,8 +140,7 @@ def set_password(session: Session, org_id: int, password: str | None) -> Organiz
 
 
 def set_organization_active(session: Session, org_id: int, is_active: bool) -> Organization:
-    if not isinstance(is_active, bool):
-        raise ValidationError("is_active must be True or False.")
+    is_active = require_bool(is_active, "is_active")
     org = _org_or_raise(session, org_id)
     org.is_active = is_active
     session.flush()
@@ -154,16 +154,16 @@ def deactivate_organization(session: Session, org_id: int) -> Organization:
 
 def delete_organization(session: Session, org_id: int) -> bool:
     """Delete an organization; its API tokens go with it (ON DELETE CASCADE)."""
-    stmt = delete(Organization).where(Organization.id == _check_id(org_id))
-    return _rowcount(session.execute(stmt, execution_options={"synchronize_session": False})) > 0
+    stmt = delete(Organization).where(Organization.id == require_int_id(org_id, "org_id"))
+    return rowcount(session.execute(stmt, execution_options={"synchronize_session": False})) > 0
 
 
-def get_configuration(
-    session: Session, org_id: int, *, consistency: Consistency = "eventual"
-) -> dict[str, Any]:
+def get_configuration(session: Session, org_id: int) -> dict[str, Any]:
     """The organization's configuration_json, as Python objects."""
     config = session.scalar(
-        select(Organization.configuration_json).where(Organization.id == _check_id(org_id))
+        select(Organization.configuration_json).where(
+            Organization.id == require_int_id(org_id, "org_id")
+        )
     )
     if config is None:
         raise NotFoundError(f"No organization with id {org_id}; create it first.")
@@ -217,14 +217,12 @@ def lookup_api_token(session: Session, token: str) -> ApiToken | None:
     return row
 
 
-def list_api_tokens(
-    session: Session, org_id: int, *, consistency: Consistency = "eventual"
-) -> list[ApiToken]:
+def list_api_tokens(session: Session, org_id: int) -> list[ApiToken]:
     """An organization's tokens (hashes only), newest first."""
     return list(
         session.scalars(
             select(ApiToken)
-            .where(ApiToken.organization_id == _check_id(org_id))
+            .where(ApiToken.organization_id == require_int_id(org_id, "org_id"))
             .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
         )
     )
@@ -232,8 +230,8 @@ def list_api_tokens(
 
 def revoke_api_token(session: Session, token_id: int) -> bool:
     """Delete a token by id; True if it existed."""
-    stmt = delete(ApiToken).where(ApiToken.id == _check_id(token_id, "token id"))
-    return _rowcount(session.execute(stmt, execution_options={"synchronize_session": False})) > 0
+    stmt = delete(ApiToken).where(ApiToken.id == require_int_id(token_id, "token_id"))
+    return rowcount(session.execute(stmt, execution_options={"synchronize_session": False})) > 0
 
 
 class OrganizationOperations:

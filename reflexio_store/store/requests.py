@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -27,52 +27,52 @@ from reflexio_store.models import (
     UserPlaybook,
 )
 from reflexio_store.store._operation import embedding_dimensions, fresh, read, write
-from reflexio_store.store.memories import (
-    DEFAULT_LIMIT,
+from reflexio_store.store.paging import DEFAULT_LIMIT
+from reflexio_store.store.rows import (
     Converter,
-    _datetime,
-    _embedding,
-    _json_list,
-    _opt_id,
-    _opt_text,
-    _req_text,
     batch_timestamps,
-    check_limit,
     chunks,
     convert_row,
+    searched_text,
+    to_datetime,
+    to_embedding,
+    to_json_list,
+    to_key,
+    to_optional_key,
+    to_optional_text,
+)
+from reflexio_store.validation import (
+    as_list,
+    check_batch,
+    filter_key,
+    page,
+    require_bool,
+    require_key,
     text_ids,
 )
-from reflexio_store.validation import check_batch, require_text
-
-Consistency = Literal["eventual", "strong"]
-
-
-def _text_default_empty(value: Any, field: str, dims: int) -> str:
-    return "" if value is None else require_text(value, field, allow_empty=True)
-
 
 _REQUEST_FIELDS: dict[str, Converter] = {
-    "request_id": _opt_id,
-    "user_id": _req_text,
-    "session_id": _opt_text,
-    "agent_version": _opt_text,
-    "source": _opt_text,
-    "created_at": _datetime,
+    "request_id": to_optional_key,
+    "user_id": to_key,
+    "session_id": to_optional_key,
+    "agent_version": to_optional_key,
+    "source": to_optional_text,
+    "created_at": to_datetime,
     "interactions": lambda value, field, dims: value,  # validated separately
 }
 
 _INTERACTION_FIELDS: dict[str, Converter] = {
-    "user_id": _req_text,
-    "role": _opt_text,
-    "content": _text_default_empty,
-    "user_action": _opt_text,
-    "user_action_description": _opt_text,
-    "interacted_image_url": _opt_text,
-    "shadow_content": _opt_text,
-    "expert_content": _opt_text,
-    "tools_used": _json_list,
-    "embedding": _embedding,
-    "created_at": _datetime,
+    "user_id": to_key,
+    "role": to_optional_key,
+    "content": searched_text(1, empty=True),
+    "user_action": to_optional_text,
+    "user_action_description": to_optional_text,
+    "interacted_image_url": to_optional_text,
+    "shadow_content": to_optional_text,
+    "expert_content": to_optional_text,
+    "tools_used": to_json_list,
+    "embedding": to_embedding,
+    "created_at": to_datetime,
 }
 _INTERACTION_DEFAULTS: dict[str, Any] = {name: None for name in _INTERACTION_FIELDS}
 _INTERACTION_DEFAULTS.update(content="", tools_used=[])
@@ -182,7 +182,7 @@ def add_request(
     """Insert one request with its interactions and return it (interactions loaded)."""
     item: dict[str, Any] = {
         "user_id": user_id,
-        "interactions": list(interactions),
+        "interactions": as_list(interactions, "interactions"),
         "session_id": session_id,
         "agent_version": agent_version,
         "source": source,
@@ -199,13 +199,11 @@ def add_request(
     return session.scalars(statement).one()
 
 
-def get_request(
-    session: Session, request_id: str, *, consistency: Consistency = "eventual"
-) -> Request | None:
+def get_request(session: Session, request_id: str) -> Request | None:
     """The request with this id and its interactions (in insertion order), or None."""
     statement = (
         select(Request)
-        .where(Request.request_id == request_id)
+        .where(Request.request_id == require_key(request_id, "request_id"))
         .options(selectinload(Request.interactions))
     )
     return session.scalars(statement).one_or_none()
@@ -218,10 +216,11 @@ def get_requests_by_user(
     limit: int = DEFAULT_LIMIT,
     offset: int = 0,
     with_interactions: bool = True,
-    consistency: Consistency = "eventual",
 ) -> list[Request]:
     """A user's requests, newest first (created_at, then request_id, descending)."""
-    check_limit(limit, offset)
+    user_id = require_key(user_id, "user_id")
+    limit, offset = page(limit, offset)
+    with_interactions = require_bool(with_interactions, "with_interactions")
     statement = (
         select(Request)
         .where(Request.user_id == user_id)
@@ -241,15 +240,14 @@ def get_interactions(
     request_id: str | None = None,
     limit: int = DEFAULT_LIMIT,
     offset: int = 0,
-    consistency: Consistency = "eventual",
 ) -> list[Interaction]:
     """Interactions (of a user and/or a request), newest first (created_at, then id)."""
-    check_limit(limit, offset)
+    limit, offset = page(limit, offset)
     where: list[ColumnElement[bool]] = []
     if user_id is not None:
-        where.append(Interaction.user_id == user_id)
+        where.append(Interaction.user_id == filter_key(user_id, "user_id"))
     if request_id is not None:
-        where.append(Interaction.request_id == request_id)
+        where.append(Interaction.request_id == filter_key(request_id, "request_id"))
     statement = (
         select(Interaction)
         .where(*where)
@@ -266,7 +264,6 @@ def get_sessions(
     *,
     limit: int = 20,
     offset: int = 0,
-    consistency: Consistency = "eventual",
 ) -> list[SessionGroup]:
     """A user's sessions, most recently active first, each with its requests newest first.
 
@@ -274,9 +271,10 @@ def get_sessions(
     requests without a session_id form one group with session_id None, placed by the same rule
     (NULL sorts last among equal times on both databases). `limit`/`offset` count sessions.
     """
-    check_limit(limit, offset)
+    user_id = require_key(user_id, "user_id")
+    limit, offset = page(limit, offset)
     last = func.max(Request.created_at).label("last_request_at")
-    page = session.execute(
+    found = session.execute(
         select(Request.session_id, last)
         .where(Request.user_id == user_id)
         .group_by(Request.session_id)
@@ -284,9 +282,9 @@ def get_sessions(
         .limit(limit)
         .offset(offset)
     ).all()
-    if not page:
+    if not found:
         return []
-    groups = {row.session_id: SessionGroup(row.session_id, row.last_request_at) for row in page}
+    groups = {row.session_id: SessionGroup(row.session_id, row.last_request_at) for row in found}
     named = [sid for sid in groups if sid is not None]
     match: list[ColumnElement[bool]] = []
     if named:
@@ -310,7 +308,7 @@ def delete_requests(session: Session, request_ids: Sequence[str]) -> int:
     Returns how many requests were deleted (ids that do not exist are ignored).
     """
     deleted = 0
-    for part in chunks(text_ids(request_ids, "request ids")):
+    for part in chunks(text_ids(request_ids, "request_ids")):
         result: Any = session.execute(delete(Request).where(Request.request_id.in_(part)))
         deleted += int(result.rowcount)
     return deleted
@@ -327,7 +325,7 @@ def delete_user_data(session: Session, user_id: str) -> dict[str, int]:
     Covers interactions (dependants first), requests, profiles, user playbooks (their agent
     playbook source links cascade) and profile change logs.
     """
-    require_text(user_id, "user_id")
+    user_id = require_key(user_id, "user_id")
     user_requests = select(Request.request_id).where(Request.user_id == user_id)
     deleted: dict[str, int] = {}
 
@@ -354,9 +352,9 @@ def count_requests(
     """How many requests (of a user / a session) exist, read on the primary."""
     statement = select(func.count()).select_from(Request)
     if user_id is not None:
-        statement = statement.where(Request.user_id == user_id)
+        statement = statement.where(Request.user_id == filter_key(user_id, "user_id"))
     if session_id is not None:
-        statement = statement.where(Request.session_id == session_id)
+        statement = statement.where(Request.session_id == filter_key(session_id, "session_id"))
     return int(session.execute(statement).scalar_one())
 
 
@@ -366,9 +364,9 @@ def count_interactions(
     """How many interactions (of a user / a request) exist, read on the primary."""
     statement = select(func.count()).select_from(Interaction)
     if user_id is not None:
-        statement = statement.where(Interaction.user_id == user_id)
+        statement = statement.where(Interaction.user_id == filter_key(user_id, "user_id"))
     if request_id is not None:
-        statement = statement.where(Interaction.request_id == request_id)
+        statement = statement.where(Interaction.request_id == filter_key(request_id, "request_id"))
     return int(session.execute(statement).scalar_one())
 
 

@@ -7,11 +7,13 @@ target) and can be overridden from code per call.
 Cost. Reflexio counted every table on every publish (about a second per publish at scale). Here
 the check is, per table:
 
-1. an upper bound in O(log n): for integer keys ``max(pk) - min(pk) + 1`` (keys are unique
-   integers, so a table never holds more rows than that); for ``requests`` on SQLite the same
-   over its implicit rowid. Two index edge lookups. Below the limit → done, nothing else runs.
-   Because the oldest rows are the ones deleted, the bound stays close to the real count.
-2. only when the bound reaches the limit (or no bound exists: ``requests`` on PostgreSQL), an
+1. an upper bound of every table in ONE statement: for integer keys ``max(pk) - min(pk) + 1``
+   (keys are unique integers, so a table never holds more rows than that), two index edge
+   lookups; for ``requests`` on SQLite the same over its implicit rowid; for ``requests`` on
+   PostgreSQL (text keys) the heap's page count times the most tuples a page can hold. Below the
+   limit → done, nothing else runs. Because the oldest rows are the ones deleted, the key bound
+   stays close to the real count.
+2. only when the bound reaches the limit, an
    exact probe: ``SELECT created_at, pk ... ORDER BY created_at, pk LIMIT 1 OFFSET limit-1``, an
    index walk that stops after `limit` entries (never a full count) and is empty when the table
    is under its limit.
@@ -24,6 +26,7 @@ the check is, per table:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +34,10 @@ from typing import Any
 from pydantic import AliasChoices, Field
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import ColumnElement, and_, delete, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
+from reflexio_store.dialect import dialect_name
 from reflexio_store.errors import ConfigurationError, ValidationError
 from reflexio_store.models import (
     AgentPlaybook,
@@ -48,6 +52,8 @@ from reflexio_store.models import (
 )
 from reflexio_store.models.base import Base
 from reflexio_store.store._operation import write
+from reflexio_store.store.bulk_copy import qualified_table_name
+from reflexio_store.validation import MAX_OFFSET, require_int
 
 DEFAULT_ROW_LIMIT = 250_000
 DELETE_FRACTION_DIVISOR = 5
@@ -104,7 +110,30 @@ class RetentionSettings(BaseSettings):
 
 
 def load_retention_settings() -> RetentionSettings:
-    """Read the row limits from the environment; a bad value raises ConfigurationError."""
+    """Read the row limits from the environment; a bad value raises ConfigurationError.
+
+    Resolved once per distinct set of the variables that feed it (building the settings object
+    costs far more than the check itself), so a changed environment is still seen on the next
+    call."""
+    key = _environment_key()
+    cached = _settings_cache.get(key)
+    if cached is None:
+        cached = _settings_cache[key] = _read_retention_settings()
+        if len(_settings_cache) > 16:  # an environment that keeps changing: keep the newest
+            del _settings_cache[next(iter(_settings_cache))]
+    return cached
+
+
+_settings_cache: dict[tuple[tuple[str, str], ...], RetentionSettings] = {}
+
+
+def _environment_key() -> tuple[tuple[str, str], ...]:
+    # Environment names are matched case-insensitively, by the variable or by the field name.
+    names = _SETTING_NAMES
+    return tuple(sorted((k.lower(), v) for k, v in os.environ.items() if k.lower() in names))
+
+
+def _read_retention_settings() -> RetentionSettings:
     try:
         return RetentionSettings()
     except PydanticValidationError as exc:
@@ -115,6 +144,15 @@ def load_retention_settings() -> RetentionSettings:
             f"Invalid row limit settings: {problems}. REFLEXIO_ROW_LIMIT_<TARGET> and "
             "INTERACTION_CLEANUP_THRESHOLD must be non-negative integers (0 disables)."
         ) from None
+
+
+_SETTING_NAMES = frozenset(
+    name.lower()
+    for field in RetentionSettings.model_fields.values()
+    if isinstance(field.validation_alias, AliasChoices)
+    for name in field.validation_alias.choices
+    if isinstance(name, str)
+)
 
 
 @dataclass(frozen=True)
@@ -141,34 +179,58 @@ TARGET_NAMES = tuple(t.table for t in TARGETS)
 
 
 def _normalise_overrides(limits: Mapping[str, int] | None) -> dict[str, int]:
+    if limits is not None and not isinstance(limits, Mapping):
+        raise ValidationError("limits must be a mapping of target to row limit, or None.")
     out: dict[str, int] = {}
     for name, value in (limits or {}).items():
-        key = str(name).lower().removeprefix("reflexio_row_limit_")
+        key = name.lower().removeprefix("reflexio_row_limit_") if isinstance(name, str) else None
         if key not in TARGET_NAMES:
             raise ValidationError(
-                f"Unknown retention target {name!r}; expected one of: {', '.join(TARGET_NAMES)}."
+                f"Unknown retention target in limits; expected one of: {', '.join(TARGET_NAMES)}."
             )
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ValidationError(
-                f"Row limit for {key} must be a non-negative integer (0 disables), got {value!r}."
-            )
-        out[key] = value
+        # 0 disables; at most MAX_OFFSET, the largest row offset both databases take.
+        out[key] = require_int(value, f"row limit for {key}", 0, MAX_OFFSET)
     return out
 
 
-def _upper_bound(session: Session, target: _Target) -> int | None:
-    """An O(log n) upper bound of the row count, or None when the key allows none."""
+_MAX_TUPLES_PER_PAGE = "(current_setting('block_size')::int - 24) / 28"
+"""PostgreSQL's MaxHeapTuplesPerPage: page size minus header over the smallest tuple's footprint
+(23-byte header aligned to 24, plus its 4-byte line pointer). 291 for 8 kB pages."""
+
+
+def _bound_expression(target: _Target, dialect: str) -> ColumnElement[Any]:
+    """SQL for an upper bound of the table's row count, NULL when there is none (module doc)."""
     model: Any = target.model
-    if target.table == "requests":
-        if session.get_bind().dialect.name != "sqlite":
-            return None
-        key: Any = literal_column("rowid")
-    else:
-        key = getattr(model, target.pk)
-    low, high = session.execute(select(func.min(key), func.max(key)).select_from(model)).one()
-    if low is None:
-        return 0
-    return int(high) - int(low) + 1
+    if target.table == "requests" and dialect == "postgresql":
+        # No integer key: the heap's pages times the most tuples a page can hold (an exact
+        # bound: live and dead rows together never exceed it). The file size is one lseek.
+        pages = func.pg_relation_size(
+            func.to_regclass(bindparam("requests_table"))
+        ) / literal_column("current_setting('block_size')::int")
+        return pages * literal_column(_MAX_TUPLES_PER_PAGE)
+    key: Any = literal_column("rowid") if target.table == "requests" else getattr(model, target.pk)
+    # Two scalar subqueries, not min() and max() in one SELECT: SQLite reads an index edge only
+    # for a query with a single min() or max(); both together scan the whole table.
+    high = select(func.max(key)).select_from(model).scalar_subquery()
+    low = select(func.min(key)).select_from(model).scalar_subquery()
+    return func.coalesce(high - low + 1, 0)
+
+
+_bounds_statements: dict[str, Any] = {}
+
+
+def _upper_bounds(session: Session) -> dict[str, int | None]:
+    """Every target's row count bound, in one statement (one round trip)."""
+    dialect = dialect_name(session)
+    stmt = _bounds_statements.get(dialect)
+    if stmt is None:
+        columns = [_bound_expression(t, dialect).label(t.table) for t in TARGETS]
+        stmt = _bounds_statements[dialect] = select(*columns)
+    params: dict[str, Any] = {}
+    if dialect == "postgresql":
+        params["requests_table"] = qualified_table_name(session.connection(), "requests")
+    row = session.execute(stmt, params).one()
+    return {t.table: None if v is None else int(v) for t, v in zip(TARGETS, row, strict=True)}
 
 
 def _nth_oldest(session: Session, target: _Target, offset: int) -> tuple[Any, Any] | None:
@@ -181,11 +243,17 @@ def _nth_oldest(session: Session, target: _Target, offset: int) -> tuple[Any, An
     return None if row is None else (row[0], row[1])
 
 
-def at_or_over_limit(session: Session, target: _Target, limit: int) -> bool:
-    """Whether the table holds at least `limit` rows, without counting it (see module doc)."""
+def at_or_over_limit(
+    session: Session,
+    target: _Target,
+    limit: int,
+    bounds: Mapping[str, int | None] | None = None,
+) -> bool:
+    """Whether the table holds at least `limit` rows, without counting it (see module doc).
+    `bounds`: what `_upper_bounds` returned, when already read in this transaction."""
     if limit <= 0:
         return False
-    bound = _upper_bound(session, target)
+    bound = (bounds if bounds is not None else _upper_bounds(session))[target.table]
     if bound is not None and bound < limit:
         return False
     return _nth_oldest(session, target, limit - 1) is not None
@@ -230,11 +298,20 @@ def enforce_row_limits(
     deleted with it (counted under "interactions"). Tables with nothing deleted are omitted.
     """
     overrides = _normalise_overrides(limits)
+    if settings is not None and not isinstance(settings, RetentionSettings):
+        raise ValidationError(
+            f"settings must be a RetentionSettings or None, got {type(settings).__name__}."
+        )
     config = settings if settings is not None else load_retention_settings()
+    limits_now = {t.table: overrides.get(t.table, config.limit_for(t.table)) for t in TARGETS}
     deleted: dict[str, int] = {}
+    if not any(limits_now.values()):
+        return deleted
+    # Read before any trim: deleting a request's interactions only lowers the true count, so
+    # the bound read first stays an upper bound.
+    bounds = _upper_bounds(session)
     for target in TARGETS:
-        limit = overrides.get(target.table, config.limit_for(target.table))
-        if at_or_over_limit(session, target, limit):
+        if at_or_over_limit(session, target, limits_now[target.table], bounds):
             _trim(session, target, deleted)
     return {table: n for table, n in deleted.items() if n}
 

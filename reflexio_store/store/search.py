@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from reflexio_store.enums import Status
-from reflexio_store.errors import ValidationError
 from reflexio_store.models import (
     AgentPlaybook,
     AgentSuccessEvaluationResult,
@@ -31,17 +30,14 @@ from reflexio_store.models import (
 from reflexio_store.search import filters as f
 from reflexio_store.search.engine import (
     DEFAULT_EF_SEARCH,
-    EntitySpec,
-    SearchHit,
-    SearchMode,
     build_request,
     run_search,
 )
-from reflexio_store.store._operation import backend, read
-from reflexio_store.store.memories import json_list_contains
+from reflexio_store.search.request import EntitySpec, SearchHit, SearchMode
+from reflexio_store.store._operation import read
+from reflexio_store.validation import optional_bool, require_bool
 
 EmbeddingInput = Sequence[float] | NDArray[Any] | None
-Consistency = Literal["eventual", "strong"]
 
 PROFILE_THRESHOLD = 0.4
 PLAYBOOK_THRESHOLD = 0.4
@@ -107,7 +103,6 @@ def search_profiles(
     include_expired: bool = False,
     ef_search: int = DEFAULT_EF_SEARCH,
     include_embedding: bool = False,
-    consistency: Consistency = "eventual",
 ) -> list[SearchHit[Profile]]:
     """Search user profiles by text, vector or both.
 
@@ -116,20 +111,16 @@ def search_profiles(
     created_before exclusive.
     """
     t = Profile.__table__.c
-    dialect = backend(session)
-
-    def contains(column: ColumnElement[Any], value: str) -> ColumnElement[bool]:
-        return json_list_contains(column, value, dialect)
 
     # (user_id, status) is served by the (user_id, status, created_at) index.
     narrow = [*f.equals(t.user_id, user_id, "user_id"), *f.status_in(t.status, status)]
     conditions = [
         *narrow,
         *f.equals(t.source, source, "source"),
-        *f.contains_all(t.extractor_names, extractor_name, "extractor_name", contains),
-        *f.contains_all(t.tags, tags, "tags", contains),
+        *f.contains_all(t.extractor_names, extractor_name, "extractor_name"),
+        *f.contains_all(t.tags, tags, "tags"),
         *f.created_between(t.created_at, created_after, created_before),
-        *([] if include_expired else f.not_expired(t.expires_at)),
+        *([] if require_bool(include_expired, "include_expired") else f.not_expired(t.expires_at)),
     ]
     return _search(
         session,
@@ -165,7 +156,6 @@ def search_interactions(
     created_before: datetime | None = None,
     ef_search: int = DEFAULT_EF_SEARCH,
     include_embedding: bool = False,
-    consistency: Consistency = "eventual",
 ) -> list[SearchHit[Interaction]]:
     """Search interactions (their content) by text, vector or both."""
     t = Interaction.__table__.c
@@ -215,7 +205,6 @@ def search_user_playbooks(
     created_before: datetime | None = None,
     ef_search: int = DEFAULT_EF_SEARCH,
     include_embedding: bool = False,
-    consistency: Consistency = "eventual",
 ) -> list[SearchHit[UserPlaybook]]:
     """Search user playbooks (content, trigger, expanded terms) by text, vector or both."""
     t = UserPlaybook.__table__.c
@@ -264,7 +253,6 @@ def search_agent_playbooks(
     created_before: datetime | None = None,
     ef_search: int = DEFAULT_EF_SEARCH,
     include_embedding: bool = False,
-    consistency: Consistency = "eventual",
 ) -> list[SearchHit[AgentPlaybook]]:
     """Search agent playbooks by text, vector or both. playbook_status is the review status
     (pending / approved / rejected; None for any); status is the lifecycle status."""
@@ -312,11 +300,9 @@ def search_evaluation_results(
     created_before: datetime | None = None,
     ef_search: int = DEFAULT_EF_SEARCH,
     include_embedding: bool = False,
-    consistency: Consistency = "eventual",
 ) -> list[SearchHit[AgentSuccessEvaluationResult]]:
     """Vector search over agent success evaluation results (they have no full-text index)."""
-    if is_success is not None and not isinstance(is_success, bool):
-        raise ValidationError(f"is_success must be True, False or None, got {is_success!r}.")
+    is_success = optional_bool(is_success, "is_success")
     t = AgentSuccessEvaluationResult.__table__.c
     conditions = [
         *f.equals(t.agent_version, agent_version, "agent_version"),

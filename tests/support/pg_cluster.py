@@ -200,6 +200,42 @@ class PgCluster:
         """
         _wait_for_replay(self.primary, self.replica, timeout)
 
+    def stop_node(self, node: PgNode, mode: str = "immediate") -> None:
+        """``pg_ctl -m <mode> -w stop`` one server (fault tests: "immediate" is a crash-like stop
+        that drops every connection without a checkpoint)."""
+        _run_checked(
+            f"stop the {node.name} ({mode})",
+            [str(_PG_BIN / "pg_ctl"), "-D", str(node.data_dir), "-m", mode, "-w",
+             "-t", str(_PG_CTL_WAIT), "stop"],
+            self._lifecycle.os_user,
+            log_file=node.log_file,
+        )  # fmt: skip
+
+    def kill_node(self, node: PgNode) -> None:
+        """``kill -9`` the postmaster and every server process of ``node`` (as a power loss
+        would), and wait until they are gone."""
+        pid = node.postmaster_pid()
+        if pid is None:
+            raise RuntimeError(f"the {node.name} is not running")
+        pids = _descendants(pid)
+        for each in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(each, signal.SIGKILL)
+        deadline = time.monotonic() + 10.0
+        while any(_pid_alive(each) for each in pids):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {node.name}'s processes survived SIGKILL")
+            time.sleep(_POLL_INTERVAL)
+        # The dead postmaster may stay a zombie until init reaps it, and PostgreSQL refuses to
+        # start while the PID in its lock file exists: the lock is stale, as after a power loss.
+        (node.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        (node.socket_dir / f".s.PGSQL.{node.port}.lock").unlink(missing_ok=True)
+
+    def start_node(self, node: PgNode) -> None:
+        """``pg_ctl -w start`` a stopped or killed server with the cluster's settings (after a
+        kill, PostgreSQL runs crash recovery first; -w waits until it accepts connections)."""
+        _start_node(node, self._lifecycle.os_user, self._lifecycle.settings)
+
     def stop(self) -> None:
         """Stop the replica, then the primary. Idempotent; also runs at interpreter exit.
 
@@ -223,7 +259,7 @@ def start_cluster(base_dir: Path, settings: Mapping[str, str] | None = None) -> 
     primary_dir = base_dir / "primary"
     replica_dir = base_dir / "replica"
     log_dir = base_dir / "logs"
-    lifecycle = _Lifecycle()
+    lifecycle = _Lifecycle(settings=dict(settings or {}))
     atexit.register(lifecycle.stop_quietly)
     try:
         with _step("start the primary with pgserver.get_server", log_file=primary_dir / "log"):
@@ -365,6 +401,7 @@ class _Lifecycle:
     os_user: _OsUser = field(default_factory=_OsUser)
     nodes: list[PgNode] = field(default_factory=list)  # in start order
     extra_dirs: list[Path] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)  # extra server settings, for restarts
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def stop(self) -> None:

@@ -1,0 +1,83 @@
+"""The server's reason for a failed connection, in one masked line, and the error that carries it.
+
+libpq reports a refused connection as several lines ("connection failed: connection to server at
+... failed: FATAL:  password authentication failed for user "app"", then hints). Callers want the
+last, useful part: `server_reason` extracts it, and `unavailable_error` wraps it with the masked
+URL into a DatabaseUnavailableError. Shared by the migration/check paths and runtime failover.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from reflexio_store.errors import DatabaseUnavailableError
+from reflexio_store.urls import DatabaseURL, mask_url
+
+# SQLSTATE classes that mean "could not use the server at all": connection exceptions (08),
+# invalid authorization (28), missing database (3D000), too many connections (53300), and
+# operator intervention: shutting down, starting up, crash recovery (57P01..57P05).
+_UNAVAILABLE_SQLSTATES = ("08", "28", "3D000", "53300", "57P0")
+_FATAL = re.compile(r"(?:FATAL|ERROR):\s+")
+_MAX_REASON = 300
+
+
+def _secrets_of(url: DatabaseURL | URL | str | None) -> list[str]:
+    if url is None or isinstance(url, str):
+        return []
+    raw = url.url if isinstance(url, DatabaseURL) else url
+    found = [raw.password] if raw.password else []
+    found += [str(v) for k, v in raw.query.items() if k.lower() in ("password", "sslpassword")]
+    return [str(s) for s in found if s]
+
+
+def server_reason(exc: BaseException, url: DatabaseURL | URL | str | None = None) -> str:
+    """One line saying why the driver or server refused: 'password authentication failed for
+    user "app"', 'Connection refused', 'the database system is starting up'. Any password of
+    `url` is replaced by ***."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(orig).strip() or type(orig).__name__
+    first = text.splitlines()[0].strip()
+    fatal = _FATAL.search(first)
+    if fatal is not None:
+        reason = first[fatal.end() :]
+    elif " failed: " in first:
+        reason = first.rsplit(" failed: ", 1)[1]
+    else:
+        reason = first.removeprefix("connection failed: ")
+    for secret in _secrets_of(url):
+        reason = reason.replace(secret, "***")
+    reason = reason.strip() or type(orig).__name__
+    return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 3] + "..."
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` says the database could not be reached or refused the connection (as
+    opposed to a bad statement): a connection-level OperationalError or an invalidated
+    connection."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is None:
+        # psycopg gives no SQLSTATE when the connection itself failed; SQLite's "unable to
+        # open database file" also lands here, while "database is locked" is a busy database.
+        return "locked" not in str(exc.orig).lower()
+    return str(sqlstate).startswith(_UNAVAILABLE_SQLSTATES)
+
+
+def unavailable_error(
+    exc: BaseException, url: DatabaseURL | URL | str, action: str = "connect to"
+) -> DatabaseUnavailableError:
+    """A DatabaseUnavailableError naming the masked URL and the server's reason (raise it
+    `from None`: the driver's exception may carry the connection string)."""
+    where = url.masked() if isinstance(url, DatabaseURL) else mask_url(url)
+    return DatabaseUnavailableError(
+        f"Could not {action} the database {where}: {server_reason(exc, url)}. Check that the "
+        "server is running and reachable and that the URL's user and password are right."
+    )

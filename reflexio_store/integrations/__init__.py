@@ -1,0 +1,1 @@
+"""Integrations with the systems that run on reflexio_store (each behind its own extra)."""

@@ -1,0 +1,71 @@
+"""A read operation that survives its replica: `run_read` (Store and AsyncStore both run their
+operations through it, AsyncStore on a worker thread).
+
+The reader session already avoids a replica it cannot connect to (sessions.py). When the
+replica's connection breaks while the read runs (the server stopped, crashed or cancelled the
+query for a recovery conflict), the whole read operation runs again on the primary, read-only,
+and the replica is marked down (replicas.py). Only reads are re-run, and never by re-entering a
+context manager's yield: the operation is called again with a new session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+
+from reflexio_store.db_errors import server_reason
+from reflexio_store.outages import is_outage, raise_translated
+from reflexio_store.replicas import Choice
+from reflexio_store.sessions import REPLICA_INFO
+
+if TYPE_CHECKING:
+    from reflexio_store.sessions import Consistency, SessionFactory
+
+T = TypeVar("T")
+
+
+def _is_recovery_conflict(exc: DBAPIError) -> bool:
+    """A standby cancelled the query because replay needed its rows (SQLSTATE 40001)."""
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == "40001" and "recovery" in str(orig).lower()
+
+
+def _replica_gave_up(choice: Any, exc: DBAPIError) -> bool:
+    """True when the read should run again on the primary; marks the replica down if broken."""
+    if not isinstance(choice, Choice):
+        return False
+    if is_outage(exc):
+        choice.replica.health.failed(server_reason(exc, choice.replica.url), probe=False)
+        return True
+    return _is_recovery_conflict(exc)
+
+
+def run_read(
+    factory: SessionFactory,
+    consistency: Consistency,
+    fn: Callable[..., T],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> T:
+    """`fn(session, *args, **kwargs)` on a reader session; again on the primary if the replica
+    broke before it returned. Outages of the primary raise DatabaseUnavailableError."""
+    kwargs = kwargs or {}
+    choice: Any = None
+    try:
+        with factory.read_session(consistency) as session:
+            choice = session.info.get(REPLICA_INFO)
+            return fn(session, *args, **kwargs)
+    except DBAPIError as exc:
+        if not _replica_gave_up(choice, exc):
+            raise_translated(
+                exc, factory.session_url(None) if choice is None else choice.replica.url
+            )
+            raise
+    try:
+        with factory.read_session("strong") as session:
+            return fn(session, *args, **kwargs)
+    except DBAPIError as exc:
+        raise_translated(exc, factory.storage.writer_url)
+        raise

@@ -1,0 +1,296 @@
+"""One statement per search on PostgreSQL: both branches, the fusion and the rows.
+
+    WITH text_candidates AS (   -- bounded: at most TEXT_CANDIDATES rows with every term,
+        ... UNION ...           -- and as many with any term (GIN), filters applied
+    ), text_hits AS (           -- ts_rank_cd over the candidates only, best `fetch`
+        ...
+    ), vector_hits AS (         -- HNSW walk (iterative scan, ef_search set in the statement),
+        ...                     -- or an exact scan of one user's rows; threshold applied
+    ), fused AS (               -- reciprocal rank fusion in SQL, best top_k
+        ...
+    )
+    SELECT <entity columns>, score, similarity, text_rank FROM fused JOIN <table> ...
+
+The query vector is sent in binary (pgvector's wire format), not as 512 numbers in text.
+Ranking every full-text match costs about 12 us a row (ts_rank_cd reads each row's tsvector);
+a common term matches thousands of rows, so the text branch ranks a bounded candidate set:
+rows holding every query term come first, then rows holding any term, TEXT_CANDIDATES each.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from sqlalchemy import (
+    Float,
+    Integer,
+    Select,
+    bindparam,
+    false,
+    func,
+    literal,
+    null,
+    select,
+    true,
+    union,
+)
+from sqlalchemy.orm import Session, defer
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import UserDefinedType
+
+from reflexio_store.search.fts_query import postgres_query
+from reflexio_store.search.fusion import RRF_K
+from reflexio_store.search.request import EntitySpec, SearchHit, SearchRequest
+from reflexio_store.search.sql import all_terms_tsquery, cosine_distance, portable_tsquery
+
+TEXT_CANDIDATES = 200
+"""Rows ranked by the text branch, per kind (every term / any term), when the filters are not
+selective. The benchmark's hybrid recall against ranking every match is in README."""
+MAX_EF_SEARCH = 1000
+
+
+class QueryVector:
+    """A query embedding on its way to PostgreSQL: sent in pgvector's binary format."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, values: Sequence[float]) -> None:
+        self.array = np.asarray(values, dtype=">f4")
+
+
+class _QueryVectorDumper(Dumper):
+    format = Format.BINARY
+    # oid 0: the server takes the type from the context (`embedding <=> $1` is a vector).
+
+    def dump(self, obj: QueryVector) -> bytes:
+        return struct.pack(">HH", obj.array.size, 0) + obj.array.tobytes()
+
+
+class _QueryVectorType(UserDefinedType[Any]):
+    """Bind type of the query vector: no text conversion, the dumper above sends it."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "vector"
+
+    def bind_processor(self, dialect: Any) -> None:
+        return None
+
+
+def _binary_vectors(session: Session) -> None:
+    """Teach this connection's psycopg adapters to send QueryVector in binary (once each)."""
+    fairy = session.connection().connection
+    if not fairy.info.get("reflexio_query_vector"):
+        fairy.dbapi_connection.adapters.register_dumper(  # type: ignore[union-attr]
+            QueryVector, _QueryVectorDumper
+        )
+        fairy.info["reflexio_query_vector"] = True
+
+
+def _text_hits(
+    spec: EntitySpec,
+    query: str,
+    filters: Sequence[ColumnElement[bool]],
+    limit: int,
+    narrow: bool,
+) -> Any:
+    t = spec.table
+    key = t.c[spec.key]
+    text: ColumnElement[str] = bindparam("fts_query", query)
+    any_terms = select(portable_tsquery(t, text)).scalar_subquery()
+    matches_any = t.c.search_vector.op("@@")(any_terms)
+    if narrow:
+        candidates: ColumnElement[bool] = matches_any
+        where: list[ColumnElement[bool]] = [matches_any, *filters]
+    else:
+        all_terms = select(all_terms_tsquery(t, text)).scalar_subquery()
+        bound = bindparam("text_candidates", TEXT_CANDIDATES, type_=Integer())
+        both = union(
+            select(key).where(t.c.search_vector.op("@@")(all_terms), *filters).limit(bound),
+            select(key).where(matches_any, *filters).limit(bound),
+        ).subquery("text_candidates")
+        candidates = key.in_(select(both.c[spec.key]))
+        where = [candidates]
+    rank = func.ts_rank_cd(t.c.search_vector, any_terms, type_=Float())
+    return (
+        select(
+            key.label("key"),
+            rank.label("text_rank"),
+            func.row_number().over(order_by=(rank.desc(), key)).label("text_pos"),
+        )
+        .where(*where)
+        .order_by(rank.desc(), key)
+        .limit(limit)
+        .cte("text_hits")
+    )
+
+
+def _vector_hits(
+    spec: EntitySpec,
+    request: SearchRequest,
+    filters: Sequence[ColumnElement[bool]],
+    limit: int,
+    narrow: bool,
+) -> Any:
+    t = spec.table
+    key = t.c[spec.key]
+    query_vector = bindparam(
+        "query_embedding", QueryVector(request.embedding or ()), type_=_QueryVectorType()
+    )
+    max_distance = bindparam("max_distance", 1.0 - request.threshold, type_=Float())
+    if narrow:
+        # A selective filter (one user's rows) is cheaper and exact as a scan of those rows
+        # through their btree index than as an HNSW walk that discards other users' rows.
+        # MATERIALIZED keeps the planner from turning it back into an HNSW scan.
+        # Each distance is computed once, in the materialized scan.
+        rows = (
+            select(
+                key.label("key"),
+                cosine_distance(t.c.embedding, query_vector).label("distance"),
+            )
+            .where(t.c.embedding.is_not(None), *filters)
+            .cte("vector_candidates")
+            .prefix_with("MATERIALIZED")
+        )
+        scored = (
+            select(rows.c.key, rows.c.distance)
+            .where(rows.c.distance <= max_distance)
+            .order_by(rows.c.distance, rows.c.key)
+            .limit(limit)
+            .subquery("nearest")
+        )
+    else:
+        # hnsw.ef_search and iterative scans are set by this statement for its transaction:
+        # the settings row is computed first because the index scan depends on it (LATERAL),
+        # and pgvector reads both settings when the scan starts.
+        ef = max(request.ef_search, min(limit, MAX_EF_SEARCH))
+        settings = select(
+            func.set_config("hnsw.ef_search", str(ef), True).label("ef_search"),
+            func.set_config("hnsw.iterative_scan", "relaxed_order", True).label("iterative"),
+        ).subquery("hnsw_settings")
+        distance = cosine_distance(t.c.embedding, query_vector)
+        walk = (
+            select(key.label("key"), distance.label("distance"))
+            .where(t.c.embedding.is_not(None), settings.c.ef_search.is_not(None), *filters)
+            .order_by(distance)
+            .limit(limit)
+            .lateral("walk")
+        )
+        scored = (
+            select(walk.c.key, walk.c.distance)
+            .select_from(settings)
+            .join(walk, true())
+            .where(walk.c.distance <= max_distance)
+            .subquery("nearest")
+        )
+    return select(
+        scored.c.key,
+        scored.c.distance,
+        func.row_number().over(order_by=(scored.c.distance, scored.c.key)).label("vector_pos"),
+    ).cte("vector_hits")
+
+
+def _fused(request: SearchRequest, text: Any, vector: Any) -> Select[Any]:
+    """(key, score, similarity, text_rank, order...) of the best top_k, best first."""
+    top_k = bindparam("top_k", request.top_k, type_=Integer())
+    if vector is None:
+        return select(
+            text.c.key,
+            text.c.text_rank.label("score"),
+            null().label("distance"),
+            text.c.text_rank,
+            text.c.text_pos.label("first"),
+            literal(0).label("second"),
+        ).limit(top_k)
+    if text is None:
+        return select(
+            vector.c.key,
+            (1.0 - vector.c.distance).label("score"),
+            vector.c.distance,
+            null().label("text_rank"),
+            vector.c.vector_pos.label("first"),
+            literal(0).label("second"),
+        ).limit(top_k)
+    text_missing = select(func.count() + 1).select_from(text).scalar_subquery()
+    vector_missing = select(func.count() + 1).select_from(vector).scalar_subquery()
+    k = literal(RRF_K)
+    score = bindparam("text_weight", request.text_weight, type_=Float()) / (
+        k + func.coalesce(text.c.text_pos, text_missing)
+    ) + bindparam("vector_weight", request.vector_weight, type_=Float()) / (
+        k + func.coalesce(vector.c.vector_pos, vector_missing)
+    )
+    # Ties keep vector order, then text order (as reflexio_store.search.fusion).
+    first = func.coalesce(vector.c.vector_pos, vector_missing + text.c.text_pos)
+    return (
+        select(
+            func.coalesce(vector.c.key, text.c.key).label("key"),
+            score.label("score"),
+            vector.c.distance,
+            text.c.text_rank,
+            first.label("first"),
+            literal(0).label("second"),
+        )
+        .select_from(vector)
+        .join(text, vector.c.key == text.c.key, full=True)
+        .order_by(score.desc(), first)
+        .limit(top_k)
+    )
+
+
+def search(
+    session: Session,
+    spec: EntitySpec,
+    request: SearchRequest,
+    filters: Sequence[ColumnElement[bool]],
+    narrow: Sequence[ColumnElement[bool]],
+) -> list[SearchHit[Any]]:
+    """The whole search as one statement (one round trip)."""
+    fetch = request.top_k if request.mode != "hybrid" else request.top_k * 4
+    text: Any = None
+    vector: Any = None
+    if request.mode in ("text", "hybrid"):
+        query = postgres_query(request.text)
+        if query is not None:
+            text = _text_hits(spec, query, filters, fetch, bool(narrow))
+        elif request.mode == "text":
+            return []
+    if request.mode in ("vector", "hybrid"):
+        _binary_vectors(session)
+        vector = _vector_hits(spec, request, filters, fetch, bool(narrow))
+    if request.mode == "hybrid" and text is None:
+        # Nothing searchable in the text: the vector branch alone, ranked as fused.
+        key = spec.table.c[spec.key]
+        text = (
+            select(
+                key.label("key"),
+                literal(0.0, Float()).label("text_rank"),
+                literal(0, Integer()).label("text_pos"),
+            )
+            .where(false())
+            .cte("text_hits")
+        )
+    fused = _fused(request, text, vector).subquery("fused")
+    model = spec.model
+    key = getattr(model, spec.key)
+    stmt = (
+        select(model, fused.c.score, fused.c.distance, fused.c.text_rank)
+        .join(fused, key == fused.c.key)
+        .order_by(fused.c.score.desc(), fused.c.first)
+    )
+    if not request.include_embedding:
+        stmt = stmt.options(defer(model.embedding, raiseload=True))
+    return [
+        SearchHit(
+            item=row[0],
+            score=float(row[1]),
+            similarity=None if row[2] is None else 1.0 - float(row[2]),
+            text_rank=None if row[3] is None else float(row[3]),
+        )
+        for row in session.execute(stmt)
+    ]

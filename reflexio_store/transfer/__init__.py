@@ -1,0 +1,1 @@
+"""Moving data in: copying between reflexio_store databases, importing Reflexio's own SQLite."""
