@@ -140,3 +140,62 @@ def test_cold_index_falls_back_to_the_exact_scan(tmp_path: Path) -> None:
     assert got == _exact(factory, q)
     factory.dispose()
     vector_index.forget_all()
+
+
+def test_asking_for_every_row_returns_every_row_after_changes(tmp_path: Path) -> None:
+    """HNSW walks miss nodes once rows were removed and re-added (a re-embedding); a request
+    for the whole table must still see every row, since a short answer means 'no more rows'."""
+    vector_index.forget_all()
+    path = tmp_path / "changes.db"
+    factory = _factory(path)
+    rng = np.random.default_rng(5)
+    with factory.writer() as s:
+        s.execute(insert(Profile), [profile_row("u", f"row {i}", _unit(rng)) for i in range(600)])
+    store = Store(factory)
+    _wait_ready(path, store, _unit(rng))
+    # Delete a third and re-embed a third through the change log (caught up, not rebuilt).
+    target = np.zeros(DIMS, dtype=np.float32)
+    target[3] = 1.0
+    with factory.writer() as s:
+        s.execute(text("DELETE FROM profiles WHERE id % 3 = 0"))
+        s.execute(
+            text("UPDATE profiles SET embedding = :v WHERE id % 3 = 1"), {"v": target.tobytes()}
+        )
+    with factory.reader() as s:
+        moved = s.execute(text("SELECT count(*) FROM profiles WHERE id % 3 = 1")).scalar_one()
+    hits = store.search_profiles(embedding=target, mode="vector", threshold=-1.0, top_k=1000)
+    assert len(hits) == 400
+    assert sum(h.similarity >= 0.999 for h in hits) == moved
+    for _ in range(10):
+        q = _unit(rng)
+        hits = store.search_profiles(embedding=q, mode="vector", threshold=-1.0, top_k=1000)
+        assert len(hits) == 400
+        assert [h.item.content for h in hits[:10]] == _exact(factory, q)
+    assert vector_index.is_ready(str(path), "profiles")
+    factory.dispose()
+    vector_index.forget_all()
+
+
+def test_a_graph_worn_by_removals_is_rebuilt_aside(tmp_path: Path) -> None:
+    vector_index.forget_all()
+    path = tmp_path / "worn.db"
+    factory = _factory(path)
+    rng = np.random.default_rng(9)
+    with factory.writer() as s:
+        s.execute(insert(Profile), [profile_row("u", f"row {i}", _unit(rng)) for i in range(3000)])
+    store = Store(factory)
+    _wait_ready(path, store, _unit(rng))
+    with factory.writer() as s:
+        s.execute(text("DELETE FROM profiles WHERE id % 2 = 0"))
+    q = _unit(rng)
+    # The search that applies 1,500 removals still answers from the index, exactly re-ranked...
+    first = [h.item.content for h in store.search_profiles(embedding=q, mode="vector")]
+    assert first == _exact(factory, q)
+    index = vector_index._indexes[(str(path.resolve()), "profiles")]
+    # ...and starts a rebuild whose graph holds only the 1,500 live rows.
+    _wait_ready(path, store, q)
+    assert index.removed == 0
+    assert len(index.graph) == 1500
+    assert [h.item.content for h in store.search_profiles(embedding=q, mode="vector")] == first
+    factory.dispose()
+    vector_index.forget_all()

@@ -35,6 +35,11 @@ from sqlalchemy.engine import Connection
 
 EXPANSION_SEARCH = 256
 """HNSW search breadth (usearch's ef): recall of the candidates against exact search."""
+EXACT_FRACTION = 4
+"""Requests for at least 1/EXACT_FRACTION of the indexed rows are answered by a brute-force
+pass over the index instead of a graph walk."""
+REBUILD_MIN_REMOVED = 1_000
+"""A graph is rebuilt aside once more than this many rows, and a fifth of its size, were removed."""
 CATCH_UP_LIMIT = 5_000
 """Changes applied synchronously by a search; more trigger a background rebuild."""
 
@@ -71,6 +76,8 @@ class _Index:
     seq: int = -1
     """The last change applied; -1 while cold."""
     building: bool = False
+    removed: int = 0
+    """Rows removed from the graph since it was built: removals leave HNSW less connected."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply(self, rows: list[tuple[int, bytes | None]], removed: list[int]) -> None:
@@ -82,6 +89,7 @@ class _Index:
         gone = [k for k in (*removed, *(k for k, _ in rows)) if graph.contains(k)]
         if gone:
             graph.remove(np.asarray(gone, dtype=np.uint64))
+            self.removed += len(gone)
         keys: list[int] = []
         vectors: list[FloatMatrix] = []
         for key, blob in rows:
@@ -100,13 +108,17 @@ class _Index:
             graph = self.graph
             if graph is None or len(graph) == 0:
                 return Candidates([], [], exhausted=True)
-            count = min(count, len(graph))
-            matches = graph.search(query, count, exact=False)
             size = len(graph)
+            count = min(count, size)
+            # Asked for most of the graph: HNSW walks may miss nodes (more so after removals),
+            # and a brute-force pass over int8 vectors is as cheap at that size.
+            matches = graph.search(query, count, exact=count * EXACT_FRACTION >= size)
+        keys = [int(k) for k in matches.keys]
         return Candidates(
-            keys=[int(k) for k in matches.keys],
+            keys=keys,
             similarities=[1.0 - float(d) for d in matches.distances],
-            exhausted=count >= size,
+            # Only a pass that returned every row may say no other row is left.
+            exhausted=len(keys) >= size,
         )
 
     @property
@@ -162,7 +174,7 @@ def _rebuild(engine: Engine, table: str, key: str, index_key: tuple[str, str]) -
             usable = np.isfinite(matrix).all(axis=1) & (np.einsum("ij,ij->i", matrix, matrix) > 0)
             graph.add(np.asarray(keys, dtype=np.uint64)[usable], matrix[usable], threads=2)
         with index.lock:
-            index.graph, index.seq = graph, seq
+            index.graph, index.seq, index.removed = graph, seq, 0
     finally:
         index.building = False
 
@@ -237,6 +249,10 @@ def candidates(
             if index.seq < latest:
                 index.apply(rows, [k for k in keys if k not in present])
                 index.seq = latest
+            worn = index.removed > max(REBUILD_MIN_REMOVED, len(index.graph) // 5)
+        if worn:
+            # Keep serving the worn graph (still exact-reranked) while a fresh one is built.
+            _start_rebuild(connection.engine, table, key, index_key)
     return index.nearest(query, count)
 
 
