@@ -1,0 +1,130 @@
+"""PostgreSQL search plans: how one user's rows are searched depends on how many there are, and
+every search is planned for its own values (never a cached generic plan)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session
+
+from reflexio_store import SessionFactory
+from reflexio_store.models import Profile
+from reflexio_store.search import postgres
+from reflexio_store.store import Store
+from reflexio_store.store import search as ops
+from tests.test_search import dims, near, profile_row
+
+BIG, SMALL = 60, 12
+
+
+def _seed(factory: SessionFactory) -> None:
+    d = dims(factory)
+    with factory.writer() as s:
+        rows = [
+            profile_row(user, f"{user} drinks coffee, cup {i}", near(d, 0.5 + i / 200, i + 7 * n))
+            for n, (user, count) in enumerate((("big", BIG), ("small", SMALL)))
+            for i in range(count)
+        ]
+        s.execute(insert(Profile), rows)
+    with factory.writer_engine.connect() as conn:
+        conn.exec_driver_sql(f'ANALYZE "{factory.storage.schema}".profiles')
+        conn.commit()
+
+
+def _hnsw_scans(s: Session, factory: SessionFactory) -> int:
+    return int(
+        s.execute(
+            text("SELECT pg_stat_get_xact_numscans(CAST(:ix AS regclass))"),
+            {"ix": f'"{factory.storage.schema}".ix_profiles_embedding_hnsw'},
+        ).scalar_one()
+    )
+
+
+def _search(s: Session, factory: SessionFactory, user: str, mode: str) -> tuple[list[str], int]:
+    d = dims(factory)
+    # The exact path must not be chosen by cost: make a sort look prohibitive, as at scale.
+    s.execute(text("SET LOCAL enable_sort = off"))
+    before = _hnsw_scans(s, factory)
+    hits = ops.search_profiles(
+        s,
+        "coffee" if mode == "hybrid" else None,
+        embedding=near(d, 1.0, 0),
+        mode=mode,  # type: ignore[arg-type]
+        user_id=user,
+        top_k=5,
+        threshold=0.0,
+    )
+    return [h.item.content for h in hits], _hnsw_scans(s, factory) - before
+
+
+@pytest.mark.parametrize("mode", ["vector", "hybrid"])
+def test_a_user_with_many_rows_walks_hnsw_and_a_small_one_is_scanned_exactly(
+    pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", 30)
+    _seed(pg_factory)
+    with pg_factory.reader("strong") as s:
+        big, big_scans = _search(s, pg_factory, "big", mode)
+        small, small_scans = _search(s, pg_factory, "small", mode)
+    assert big_scans >= 1, "a user above NARROW_EXACT_ROWS is searched through HNSW"
+    assert small_scans == 0, "a user at or below NARROW_EXACT_ROWS is scanned exactly"
+    # Both paths return that user's nearest rows, best first (cosine 0.5 + i/200 for row i).
+    if mode == "vector":
+        assert big == [f"big drinks coffee, cup {i}" for i in range(BIG - 1, BIG - 6, -1)]
+        assert small == [f"small drinks coffee, cup {i}" for i in range(SMALL - 1, SMALL - 6, -1)]
+    assert all(c.startswith("big ") for c in big) and len(big) == 5
+    assert all(c.startswith("small ") for c in small) and len(small) == 5
+
+
+def test_at_the_bound_the_exact_path_is_kept(
+    pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", BIG)
+    _seed(pg_factory)
+    with pg_factory.reader("strong") as s:
+        _hits, scans = _search(s, pg_factory, "big", "vector")
+    assert scans == 0
+
+
+def test_searches_are_never_prepared(pg_factory: SessionFactory) -> None:
+    """psycopg prepares a statement after 5 runs and PostgreSQL may then use a generic plan
+    that cannot tell one user from another; searches are sent unprepared every time, while
+    other statements keep psycopg's preparation."""
+    _seed(pg_factory)
+    store = Store(pg_factory)
+    d = dims(pg_factory)
+    prepared: list[Any] = []
+    with pg_factory.reader("strong") as s:
+        raw = s.connection().connection.dbapi_connection
+        threshold = raw.prepare_threshold  # type: ignore[union-attr]
+        assert threshold is not None
+        for i in range(3 * threshold + 3):
+            user = ("big", "small")[i % 2]
+            hits = ops.search_profiles(
+                s, "coffee", embedding=near(d, 1.0, 0), user_id=user, top_k=3, threshold=0.0
+            )
+            assert {h.item.user_id for h in hits} == {user}
+            s.execute(text("SELECT 1 WHERE :x = 1"), {"x": 1})
+        prepared = list(s.execute(text("SELECT statement FROM pg_prepared_statements")).scalars())
+        assert raw.prepare_threshold == threshold  # type: ignore[union-attr]
+    assert not [p for p in prepared if "text_hits" in p or "vector_hits" in p]
+    assert [p for p in prepared if "SELECT 1 WHERE" in p], "the control statement was prepared"
+    assert store.count_profiles() == BIG + SMALL
+
+
+def test_hybrid_results_do_not_change_after_many_runs(pg_factory: SessionFactory, pg: Any) -> None:
+    _seed(pg_factory)
+    pg.wait_for_replica()
+    d = dims(pg_factory)
+    store = Store(pg_factory)
+    answers = set()
+    for _ in range(15):
+        hits = store.search_profiles(
+            "coffee", embedding=near(d, 1.0, 0), user_id="small", top_k=5, threshold=0.0
+        )
+        answers.add(tuple(h.item.content for h in hits))
+    assert len(answers) == 1
+    (only,) = answers
+    assert len(only) == 5 and all(c.startswith("small ") for c in only)
