@@ -5,17 +5,21 @@ loads even where the Python's own sqlite3 cannot load extensions; WAL, busy_time
 and synchronous=NORMAL on connect; write transactions begin with BEGIN IMMEDIATE so concurrent
 writers queue on the busy timeout instead of failing mid-transaction.
 
-PostgreSQL: psycopg 3, a bounded pool (no overflow) with pre-ping, labelled by application_name.
+PostgreSQL: psycopg 3, a bounded pool (no overflow), labelled by application_name. A connection
+is pinged on checkout when it sat in the pool for PING_AFTER_IDLE_SECONDS or more (or is new to
+the pool); a dead one is replaced before the caller sees it.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import sqlite3
+import time
 from types import ModuleType
 from typing import Any, Literal
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -238,7 +242,6 @@ def _postgres_kwargs(
         "pool_size": pool.size,
         "max_overflow": 0,
         "pool_timeout": pool.acquire_timeout,
-        "pool_pre_ping": True,
         "pool_logging_name": label,
         "connect_args": connect_args,
         "hide_parameters": True,
@@ -252,11 +255,65 @@ def create_postgres_engine(
     """A bounded engine for one database and role. It carries nothing of an organization: the
     schema is chosen per session through `schema_translate_map` (see engine_registry)."""
     target, kwargs = _postgres_kwargs(url.url, role, pool, pooler, BoundedQueuePool)
-    return create_engine(target, **kwargs)
+    engine = create_engine(target, **kwargs)
+    ping_after_idle(engine)
+    return engine
 
 
 def create_async_postgres_engine(
     url: DatabaseURL, pool: PoolSettings, *, role: Role, pooler: Pooler = None
 ) -> AsyncEngine:
     target, kwargs = _postgres_kwargs(url.url, role, pool, pooler, BoundedAsyncQueuePool)
-    return create_async_engine(target, **kwargs)
+    engine = create_async_engine(target, **kwargs)
+    ping_after_idle(engine.sync_engine)
+    return engine
+
+
+PING_AFTER_IDLE_SECONDS = 1.0
+"""A pooled connection idle at least this long is pinged (a round trip) before use."""
+_CHECKED_IN = "reflexio_checked_in"
+
+
+def _has_news(dbapi_connection: Any) -> bool:
+    """True when the server has written to an idle connection (or it has no socket to look at).
+
+    A healthy idle connection has nothing to read; a backend that was terminated, or a server
+    that shut down or crashed, leaves an error message and end-of-file on the socket. Looking
+    costs a poll of the socket, not a round trip."""
+    raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    pgconn = getattr(raw, "pgconn", None)
+    try:
+        fd = pgconn.socket  # type: ignore[union-attr]
+        readable, _, _ = select.select([fd], [], [], 0)
+    except Exception:
+        return True
+    return bool(readable)
+
+
+def ping_after_idle(engine: Engine) -> None:
+    """Ping a connection on checkout when it is new, was idle PING_AFTER_IDLE_SECONDS, or the
+    server wrote to it while it was idle; otherwise hand it out at once.
+
+    A ping on every checkout (SQLAlchemy's pool_pre_ping) is a round trip that cost about a
+    sixth of a workflow load_state. A dead connection is still replaced before the caller sees
+    it: the ping fails and the pool opens another connection."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _remember(dbapi_connection: Any, record: Any) -> None:
+        record.info[_CHECKED_IN] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        last = record.info.get(_CHECKED_IN)
+        if (
+            last is not None
+            and time.monotonic() - last < PING_AFTER_IDLE_SECONDS
+            and not _has_news(dbapi_connection)
+        ):
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool discards this connection and checks out (or opens) another one.
+            raise exc.DisconnectionError("the pooled connection is closed") from error

@@ -153,11 +153,44 @@ def test_dead_connections_are_replaced_before_use(
         first_pid = session.execute(text("SELECT pg_backend_pid()")).scalar()
     admin = create_engine(pg.primary_url, poolclass=NullPool)
     with admin.connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": first_pid})
+        # Waits (up to 10 s) until the backend has exited.
+        conn.execute(text("SELECT pg_terminate_backend(:p, 10000)"), {"p": first_pid})
     admin.dispose()
+    # The connection was returned to the pool moments ago (no idle ping is due): the pool still
+    # notices that the server closed it, and hands out a new one.
     with pg_factory.writer() as session:
         second_pid = session.execute(text("SELECT pg_backend_pid()")).scalar()
     assert second_pid != first_pid
+
+
+def test_a_connection_idle_in_the_pool_is_handed_out_without_a_round_trip(
+    pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only connections that are new, idle for PING_AFTER_IDLE_SECONDS or written to by the
+    server are pinged; the others go straight to the caller (no ';' query on the wire)."""
+    from reflexio_store import engines
+
+    pings: list[object] = []
+    dialect = pg_factory.writer_engine.dialect
+    original = dialect.do_ping
+
+    def counting_ping(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return original(dbapi_connection)
+
+    monkeypatch.setattr(dialect, "do_ping", counting_ping)
+    with pg_factory.writer() as session:
+        session.execute(text("SELECT 1"))
+    before = len(pings)
+    assert before <= 1  # the first checkout of a new connection
+    for _ in range(5):
+        with pg_factory.writer() as session:
+            session.execute(text("SELECT 1"))
+    assert len(pings) == before
+    monkeypatch.setattr(engines, "PING_AFTER_IDLE_SECONDS", 0.0)
+    with pg_factory.writer() as session:
+        session.execute(text("SELECT 1"))
+    assert len(pings) == before + 1
 
 
 def test_statement_timeout_applies_to_reader_transactions(pg: PgEndpoints, pg_schema: str) -> None:
