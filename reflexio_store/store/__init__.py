@@ -3,7 +3,6 @@ organization's SessionFactory. Operations are declared once in the mixins below.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +26,7 @@ from reflexio_store.store.search import SearchOperations
 from reflexio_store.store.share_links import ShareLinkOperations
 from reflexio_store.store.user_playbooks import UserPlaybookOperations
 from reflexio_store.store.workflow import WorkflowOperations
+from reflexio_store.worker_threads import run_in_worker
 
 
 class _Operations(
@@ -116,10 +116,11 @@ class Store(_StoreBase, _Operations):
 class AsyncStore(_StoreBase, _Operations):
     """The same operations for asyncio: `await store.add_profiles(...)`.
 
-    Each call runs the whole operation on a worker thread (`asyncio.to_thread`, the event loop's
-    default executor) through the same route and the same bounded sync pools as `Store`: one
-    thread hop per operation instead of one per statement (aiosqlite) or a greenlet switch per
-    statement (SQLAlchemy's asyncio layer), and never more connections than the pool sizes.
+    Each call runs the whole operation on a worker thread (reflexio_store.worker_threads: the
+    most recently idle thread takes it, as a warm thread answers fastest) through the same route
+    and the same bounded sync pools as `Store`: one thread hop per operation instead of one per
+    statement (aiosqlite) or a greenlet switch per statement (SQLAlchemy's asyncio layer), and
+    never more connections than the pool sizes.
     Cancelling the awaiting task does not interrupt a running operation: it commits or rolls
     back on its thread as it would have, and the result is dropped.
     """
@@ -128,7 +129,7 @@ class AsyncStore(_StoreBase, _Operations):
         factory = self.factory
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            return await asyncio.to_thread(run_operation, factory, op, args, kwargs)
+            return await run_in_worker(run_operation, factory, op, args, kwargs)
 
         call.__name__ = op.name
         call.__doc__ = op.fn.__doc__
