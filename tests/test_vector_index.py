@@ -3,6 +3,7 @@ writes: a change made elsewhere is seen by the next search, never served stale."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -199,3 +200,27 @@ def test_a_graph_worn_by_removals_is_rebuilt_aside(tmp_path: Path) -> None:
     assert [h.item.content for h in store.search_profiles(embedding=q, mode="vector")] == first
     factory.dispose()
     vector_index.forget_all()
+
+
+def test_a_process_exiting_during_a_rebuild_exits_cleanly(tmp_path: Path) -> None:
+    """usearch builds on its own C++ threads: a process that exited while they ran aborted
+    (status 134, "terminate called without an active exception"). The demo ends right after its
+    searches started a rebuild, so it aborted every time before the fix (3 runs of 3)."""
+    env = {**os.environ, "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    env = {k: v for k, v in env.items() if not k.startswith("REFLEXIO_")}
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from reflexio_store.cli import main; sys.exit(main(['demo']))",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "Demo finished" in done.stdout, done.stderr
+    assert "terminate called" not in done.stderr
+    assert done.returncode == 0, done.stderr

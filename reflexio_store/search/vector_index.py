@@ -23,8 +23,10 @@ A stale index is never served. In-memory databases have no index (every search i
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,7 +174,12 @@ def _rebuild(engine: Engine, table: str, key: str, index_key: tuple[str, str]) -
         if keys:
             matrix = np.vstack(vectors)
             usable = np.isfinite(matrix).all(axis=1) & (np.einsum("ij,ij->i", matrix, matrix) > 0)
-            graph.add(np.asarray(keys, dtype=np.uint64)[usable], matrix[usable], threads=2)
+            ids, matrix = np.asarray(keys, dtype=np.uint64)[usable], matrix[usable]
+            for start in range(0, len(ids), BUILD_CHUNK):
+                if _stopping.is_set():
+                    return  # the interpreter is exiting: leave the index cold
+                end = start + BUILD_CHUNK
+                graph.add(ids[start:end], matrix[start:end], threads=2)
         with index.lock:
             index.graph, index.seq, index.removed = graph, seq, 0
     finally:
@@ -185,12 +192,31 @@ def _start_rebuild(engine: Engine, table: str, key: str, index_key: tuple[str, s
         if index.building:
             return
         index.building = True
-    threading.Thread(
+    builder = threading.Thread(
         target=_rebuild,
         args=(engine, table, key, index_key),
         name=f"reflexio-vector-index-{table}",
         daemon=True,
-    ).start()
+    )
+    _builders.add(builder)
+    builder.start()
+
+
+BUILD_CHUNK = 8192
+"""Rows added to a graph per usearch call while rebuilding; exit waits for at most one chunk."""
+_stopping = threading.Event()
+_builders: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_builds() -> None:
+    """Stop rebuilds between chunks and wait for them before the interpreter exits.
+
+    usearch adds vectors on its own C++ threads; a process that exits while they run aborts
+    ("terminate called without an active exception", exit status 134)."""
+    _stopping.set()
+    for builder in list(_builders):
+        builder.join(timeout=60)
 
 
 def _usearch_available() -> bool:
