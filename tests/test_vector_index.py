@@ -45,21 +45,29 @@ def _wait_ready(path: Path, store: Store, probe: Any, deadline: float = 60.0) ->
         time.sleep(0.05)
 
 
+def _indexed_store(
+    path: Path, rows: int, *, seed: int, users: int = 1
+) -> tuple[SessionFactory, Store, np.random.Generator]:
+    """`rows` profiles of random unit vectors in a new file, its vector index built and ready."""
+    vector_index.forget_all()
+    factory = _factory(path)
+    rng = np.random.default_rng(seed)
+    with factory.writer() as s:
+        s.execute(
+            insert(Profile),
+            [profile_row(f"u{i % users}", f"row {i}", _unit(rng)) for i in range(rows)],
+        )
+    store = Store(factory)
+    _wait_ready(path, store, _unit(rng))
+    return factory, store, rng
+
+
 @pytest.fixture
 def indexed(tmp_path: Path) -> Any:
     if not vector_index._usearch_available():
         pytest.fail("usearch is a dependency of reflexio_store: pip install -e '.[test]'")
-    vector_index.forget_all()
     path = tmp_path / "index.db"
-    factory = _factory(path)
-    rng = np.random.default_rng(7)
-    with factory.writer() as s:
-        s.execute(
-            insert(Profile),
-            [profile_row(f"u{i % 5}", f"row {i}", _unit(rng)) for i in range(300)],
-        )
-    store = Store(factory)
-    _wait_ready(path, store, _unit(rng))
+    factory, store, _rng = _indexed_store(path, 300, seed=7, users=5)
     yield path, factory, store
     factory.dispose()
     vector_index.forget_all()
@@ -146,14 +154,8 @@ def test_cold_index_falls_back_to_the_exact_scan(tmp_path: Path) -> None:
 def test_asking_for_every_row_returns_every_row_after_changes(tmp_path: Path) -> None:
     """HNSW walks miss nodes once rows were removed and re-added (a re-embedding); a request
     for the whole table must still see every row, since a short answer means 'no more rows'."""
-    vector_index.forget_all()
     path = tmp_path / "changes.db"
-    factory = _factory(path)
-    rng = np.random.default_rng(5)
-    with factory.writer() as s:
-        s.execute(insert(Profile), [profile_row("u", f"row {i}", _unit(rng)) for i in range(600)])
-    store = Store(factory)
-    _wait_ready(path, store, _unit(rng))
+    factory, store, rng = _indexed_store(path, 600, seed=5)
     # Delete a third and re-embed a third through the change log (caught up, not rebuilt).
     target = np.zeros(DIMS, dtype=np.float32)
     target[3] = 1.0
@@ -178,14 +180,8 @@ def test_asking_for_every_row_returns_every_row_after_changes(tmp_path: Path) ->
 
 
 def test_a_graph_worn_by_removals_is_rebuilt_aside(tmp_path: Path) -> None:
-    vector_index.forget_all()
     path = tmp_path / "worn.db"
-    factory = _factory(path)
-    rng = np.random.default_rng(9)
-    with factory.writer() as s:
-        s.execute(insert(Profile), [profile_row("u", f"row {i}", _unit(rng)) for i in range(3000)])
-    store = Store(factory)
-    _wait_ready(path, store, _unit(rng))
+    factory, store, rng = _indexed_store(path, 3000, seed=9)
     with factory.writer() as s:
         s.execute(text("DELETE FROM profiles WHERE id % 2 = 0"))
     q = _unit(rng)
