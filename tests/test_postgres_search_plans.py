@@ -128,3 +128,47 @@ def test_hybrid_results_do_not_change_after_many_runs(pg_factory: SessionFactory
     assert len(answers) == 1
     (only,) = answers
     assert len(only) == 5 and all(c.startswith("small ") for c in only)
+
+
+def test_a_cached_statement_runs_with_each_searchs_own_filter_values(
+    pg_factory: SessionFactory,
+) -> None:
+    """A search's statement is built once per shape and reused: every later search of that
+    shape must still see its own users, lists of users, tags, text and thresholds."""
+    d = dims(pg_factory)
+    users = ("ann", "bob", "cyd")
+    with pg_factory.writer() as s:
+        s.execute(
+            insert(Profile),
+            [
+                profile_row(user, f"{user} likes tea {i}", near(d, 0.9 - i / 100, i),
+                            tags=[f"{user}-tag", "shared"])
+                for user in users
+                for i in range(4)
+            ],
+        )  # fmt: skip
+    postgres._statements.clear()
+    with pg_factory.reader("strong") as s:
+
+        def owners(**filters: Any) -> set[str]:
+            hits = ops.search_profiles(
+                s, "tea", embedding=near(d, 1.0, 0), top_k=20, threshold=0.0, **filters
+            )
+            return {h.item.user_id for h in hits}
+
+        for user in users:
+            assert owners(user_id=user) == {user}
+        for chosen in (["ann", "bob"], ["cyd"], list(users), ["bob", "cyd"]):
+            assert owners(user_id=chosen) == set(chosen)
+        for user in users:
+            assert owners(tags=f"{user}-tag") == {user}
+        assert owners(tags="shared") == set(users)
+        assert owners(tags=["ann-tag", "shared"]) == {"ann"}
+        # Same shape, a stricter threshold: the value is bound per search, not kept.
+        strict = ops.search_profiles(
+            s, None, embedding=near(d, 1.0, 0), mode="vector", user_id="ann", threshold=0.895
+        )
+        assert [h.item.content for h in strict] == ["ann likes tea 0"]
+    shapes = len(postgres._statements)
+    # user_id (one value / a list), tags (one / two conditions), the vector-only search.
+    assert shapes == 5, f"one statement per shape, got {shapes}"

@@ -17,6 +17,13 @@ exactly and every text match among them is ranked. More: the HNSW walk and the b
 candidates, as unfiltered. Both plans are in the statement; a one-time filter runs one of them.
 The statement is sent unprepared so that PostgreSQL plans it for its own values every time.
 
+Building this statement in SQLAlchemy costs about 3-4 ms of Python, more than half the server's
+time for a small user: each built statement is kept per shape (entity, mode, kind of query
+text, top_k, include_embedding, and the structure of every filter without its values), its
+filter values renamed to named parameters, and later searches of that shape only bind their
+values (`_cached_statement`). SQLAlchemy memoizes a statement object's cache key, so the
+compiled form is found without walking the tree again.
+
 The query vector is sent in binary (pgvector's wire format), not as 512 numbers in text.
 Ranking every full-text match costs about 12 us a row (ts_rank_cd reads each row's tsvector);
 a common term matches thousands of rows, so the text branch ranks a bounded candidate set:
@@ -27,16 +34,20 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from collections.abc import Iterator, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from sqlalchemy import (
+    BindParameter,
     Float,
     Integer,
     Select,
+    String,
     bindparam,
     false,
     func,
@@ -48,6 +59,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.orm import Session, defer
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import UserDefinedType
 
@@ -64,6 +76,8 @@ NARROW_EXACT_ROWS = 5000
 """A narrowing filter (one user's rows) selecting at most this many rows is searched exactly
 (vectors scanned, every text match ranked); more rows go through the HNSW walk and the
 bounded text candidates, as an unfiltered search does."""
+MAX_CACHED_STATEMENTS = 512
+"""Built search statements kept (least recently used dropped first): one per shape."""
 
 
 class QueryVector:
@@ -163,12 +177,8 @@ def _vector_hits(
     small: ColumnElement[bool] | None,
 ) -> Any:
     """The nearest rows within the threshold. `small`: the narrowing filter selects few rows,
-    so they are scanned exactly; otherwise (or when `small` is None) an HNSW walk.
-
-    A walk filtered to one user's rows reads about limit / (that user's share of the table)
-    index entries, so a hybrid search's walk through a large user's rows over-fetches 2 x top_k
-    instead of 4 x: half the walk, for a fused top_k that still sees twice as many candidates."""
-    walk_limit = limit if small is None else min(limit, 2 * request.top_k)
+    so they are scanned exactly; otherwise (or when `small` is None) an HNSW walk."""
+    walk_limit = _walk_limit(request, small is not None)
     t = spec.table
     key = t.c[spec.key]
     query_vector = bindparam(
@@ -179,9 +189,9 @@ def _vector_hits(
     # settings row is computed first because the index scan depends on it (LATERAL), and
     # pgvector reads both settings when the scan starts. Iterative scans keep walking until
     # enough rows pass the filters.
-    ef = max(request.ef_search, min(walk_limit, MAX_EF_SEARCH))
+    ef_setting = bindparam("ef_search", _ef(request, small is not None), type_=String())
     settings = select(
-        func.set_config("hnsw.ef_search", str(ef), True).label("ef_search"),
+        func.set_config("hnsw.ef_search", ef_setting, True).label("ef_search"),
         func.set_config("hnsw.iterative_scan", "relaxed_order", True).label("iterative"),
     ).subquery("hnsw_settings")
     distance = cosine_distance(t.c.embedding, query_vector)
@@ -298,18 +308,170 @@ def search(
     narrow: Sequence[ColumnElement[bool]],
 ) -> list[SearchHit[Any]]:
     """The whole search as one statement (one round trip)."""
-    fetch = request.top_k if request.mode != "hybrid" else request.top_k * 4
-    text: Any = None
-    vector: Any = None
-    small = _small_selection(narrow)
+    query = None
     if request.mode in ("text", "hybrid"):
         query = postgres_query(request.text)
-        if query is not None:
-            text = _text_hits(spec, query, filters, fetch, small)
-        elif request.mode == "text":
+        if query is None and request.mode == "text":
             return []
     if request.mode in ("vector", "hybrid"):
         _binary_vectors(session)
+    stmt, values = _cached_statement(spec, request, query, filters, narrow)
+    with _planned_with_its_values(session):
+        rows = session.execute(stmt, values).all()
+    return [
+        SearchHit(
+            item=row[0],
+            score=float(row[1]),
+            similarity=None if row[2] is None else 1.0 - float(row[2]),
+            text_rank=None if row[3] is None else float(row[3]),
+        )
+        for row in rows
+    ]
+
+
+def _fetch(request: SearchRequest) -> int:
+    return request.top_k if request.mode != "hybrid" else request.top_k * 4
+
+
+def _walk_limit(request: SearchRequest, narrowed: bool) -> int:
+    """A walk filtered to one user's rows reads about limit / (that user's share of the table)
+    index entries, so a hybrid search's walk through a large user's rows over-fetches 2 x top_k
+    instead of 4 x: half the walk, for a fused top_k that still sees twice as many candidates."""
+    limit = _fetch(request)
+    return min(limit, 2 * request.top_k) if narrowed else limit
+
+
+def _ef(request: SearchRequest, narrowed: bool) -> str:
+    """hnsw.ef_search for the walk: the caller's, raised to the walk's limit (a setting's text)."""
+    return str(max(request.ef_search, min(_walk_limit(request, narrowed), MAX_EF_SEARCH)))
+
+
+def _values(request: SearchRequest, query: str | None, narrowed: bool) -> dict[str, Any]:
+    """The statement's named parameters that change from search to search."""
+    values: dict[str, Any] = {"top_k": request.top_k}
+    if query is not None:
+        values.update(fts_query=query, text_candidates=TEXT_CANDIDATES)
+    if request.mode != "text":
+        values.update(
+            query_embedding=QueryVector(request.embedding or ()),
+            max_distance=1.0 - request.threshold,
+            ef_search=_ef(request, narrowed),
+        )
+    if request.mode == "hybrid":
+        values.update(text_weight=request.text_weight, vector_weight=request.vector_weight)
+    if narrowed:
+        values["narrow_exact_rows"] = NARROW_EXACT_ROWS
+    return values
+
+
+class _Lifted:
+    """Filter conditions with their bound values lifted out: `key` is their structure without
+    the values (None when a condition has no cache key), `values` the values under names
+    prefix_<condition>_<n>, and `renamed()` the same conditions reading those names."""
+
+    def __init__(self, conditions: Sequence[ColumnElement[bool]], prefix: str) -> None:
+        self.conditions = conditions
+        self.values: dict[str, Any] = {}
+        self._names: list[list[tuple[BindParameter[Any], str]]] = []
+        keys: list[Hashable] = []
+        for j, condition in enumerate(conditions):
+            cache_key = condition._generate_cache_key()
+            if cache_key is None:
+                self.key: Hashable | None = None
+                return
+            keys.append(cache_key.key)
+            names = [(bind, f"{prefix}_{j}_{i}") for i, bind in enumerate(cache_key.bindparams)]
+            self.values.update((name, bind.effective_value) for bind, name in names)
+            self._names.append(names)
+        self.key = tuple(keys)
+
+    def renamed(self) -> list[ColumnElement[bool]]:
+        renamed = []
+        for condition, names in zip(self.conditions, self._names, strict=True):
+            by_id = {
+                id(bind): bindparam(
+                    name,
+                    bind.effective_value,
+                    type_=bind.type,
+                    expanding=bind.expanding,
+                    literal_execute=bind.literal_execute,
+                )
+                for bind, name in names
+            }
+            opts: dict[str, Any] = {}
+            renamed.append(visitors.replacement_traverse(condition, opts, _Swap(by_id)))
+        return renamed
+
+
+class _Swap:
+    """replacement_traverse's callback: each listed bound parameter (by identity) swapped."""
+
+    def __init__(self, by_id: dict[int, BindParameter[Any]]) -> None:
+        self.by_id = by_id
+
+    def __call__(self, element: Any, **kw: Any) -> Any:
+        return self.by_id.get(id(element))
+
+
+_statements: OrderedDict[Hashable, Select[Any]] = OrderedDict()
+_statements_lock = threading.Lock()
+
+
+def _cached_statement(
+    spec: EntitySpec,
+    request: SearchRequest,
+    query: str | None,
+    filters: Sequence[ColumnElement[bool]],
+    narrow: Sequence[ColumnElement[bool]],
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement for this search's shape (built once) and the values to run it with."""
+    values = _values(request, query, bool(narrow))
+    lifted_filters = _Lifted(filters, "filter")
+    lifted_narrow = _Lifted(narrow, "narrow")
+    if lifted_filters.key is None or lifted_narrow.key is None:
+        # A condition SQLAlchemy cannot cache: built for this search alone, values inline.
+        return _statement(spec, request, query, filters, narrow), values
+    text_kind = None if query is None else ("terms" if " " in query else "term")
+    shape = (
+        spec.model,
+        spec.key,
+        request.mode,
+        text_kind,
+        request.top_k,
+        request.include_embedding,
+        lifted_filters.key,
+        lifted_narrow.key,
+    )
+    with _statements_lock:
+        stmt = _statements.get(shape)
+        if stmt is not None:
+            _statements.move_to_end(shape)
+    if stmt is None:
+        stmt = _statement(spec, request, query, lifted_filters.renamed(), lifted_narrow.renamed())
+        with _statements_lock:
+            _statements[shape] = stmt
+            while len(_statements) > MAX_CACHED_STATEMENTS:
+                _statements.popitem(last=False)
+    values.update(lifted_filters.values)
+    values.update(lifted_narrow.values)
+    return stmt, values
+
+
+def _statement(
+    spec: EntitySpec,
+    request: SearchRequest,
+    query: str | None,
+    filters: Sequence[ColumnElement[bool]],
+    narrow: Sequence[ColumnElement[bool]],
+) -> Select[Any]:
+    """The search's statement: entity rows with score, distance and text rank, best first."""
+    fetch = _fetch(request)
+    text: Any = None
+    vector: Any = None
+    small = _small_selection(narrow)
+    if query is not None:
+        text = _text_hits(spec, query, filters, fetch, small)
+    if request.mode in ("vector", "hybrid"):
         vector = _vector_hits(spec, request, filters, fetch, small)
     if request.mode == "hybrid" and text is None:
         # Nothing searchable in the text: the vector branch alone, ranked as fused.
@@ -333,17 +495,7 @@ def search(
     )
     if not request.include_embedding:
         stmt = stmt.options(defer(model.embedding, raiseload=True))
-    with _planned_with_its_values(session):
-        rows = session.execute(stmt).all()
-    return [
-        SearchHit(
-            item=row[0],
-            score=float(row[1]),
-            similarity=None if row[2] is None else 1.0 - float(row[2]),
-            text_rank=None if row[3] is None else float(row[3]),
-        )
-        for row in rows
-    ]
+    return stmt
 
 
 @contextlib.contextmanager
