@@ -92,7 +92,7 @@ def insert_or_update(
     compiled form is reused from SQLAlchemy's cache on hot paths."""
     dialect = dialect_name(bind)
     if where is None:
-        return _cached_upsert(dialect, table, tuple(keys), tuple(update))
+        return upsert_statement(dialect, table, tuple(keys), tuple(update))
     return _upsert(dialect, table, tuple(keys), tuple(update), where)
 
 
@@ -112,7 +112,11 @@ def _upsert(
 
 
 @lru_cache(maxsize=64)
-def _cached_upsert(dialect: str, table: Any, keys: tuple[str, ...], update: tuple[str, ...]) -> Any:
+def upsert_statement(
+    dialect: str, table: Any, keys: tuple[str, ...], update: tuple[str, ...]
+) -> Any:
+    """`insert_or_update` without `where` for a dialect given by name: one object per
+    (dialect, table, keys, update), so a statement cached by identity stays cached."""
     return _upsert(dialect, table, keys, update, None)
 
 

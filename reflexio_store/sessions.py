@@ -29,6 +29,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, session
 from reflexio_store.db_errors import server_reason
 from reflexio_store.engine_registry import EngineKey, Flavor, registry
 from reflexio_store.engines import (
+    SINGLE_STATEMENT_OPTION,
     WRITE_OPTION,
     Role,
     create_async_postgres_engine,
@@ -37,6 +38,12 @@ from reflexio_store.engines import (
     create_sqlite_engine,
 )
 from reflexio_store.errors import ReadOnlySessionError
+from reflexio_store.one_statement import (
+    CoreStatement,
+    OneStatement,
+    PostgresStatement,
+    checkout,
+)
 from reflexio_store.outages import aopen_with_retry, is_outage, open_with_retry, raise_translated
 from reflexio_store.replicas import LAG_SQL, Choice, ReplicaRouter
 from reflexio_store.settings import (
@@ -72,6 +79,13 @@ def _refuse_dml(state: ORMExecuteState) -> None:
 
 event.listen(ReadOnlySession, "before_flush", _refuse_flush)
 event.listen(ReadOnlySession, "do_orm_execute", _refuse_dml)
+
+
+def _observed(engine: Engine) -> bool:
+    """Someone watches this engine's statements (echo, or cursor-execute listeners such as
+    tracing instrumentation): single statements then take the Core path, which they see."""
+    dispatch = engine.dispatch
+    return bool(engine.echo or dispatch.before_cursor_execute or dispatch.after_cursor_execute)
 
 
 class SessionFactory:
@@ -504,6 +518,39 @@ class SessionFactory:
                         yield conn
                 else:
                     yield conn
+        except DBAPIError as exc:
+            raise_translated(exc, url)
+            raise
+
+    @contextmanager
+    def one_statement(self) -> Iterator[OneStatement]:
+        """A runner for ONE statement on the primary, in autocommit: the statement is its own
+        transaction (one round trip on PostgreSQL; on SQLite a write takes the write lock itself,
+        waiting on busy_timeout). See reflexio_store.one_statement."""
+        engine = self.writer_engine
+        if self.backend != "postgresql" or _observed(engine):
+            with self.writer_connection(write=False) as conn:
+                if self.backend == "postgresql":
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
+                else:
+                    conn.execution_options(**{SINGLE_STATEMENT_OPTION: True})
+                yield CoreStatement(conn)
+            return
+        self.ensure_schema()
+        url = self.storage.writer_url
+        try:
+            fairy = open_with_retry(lambda: checkout(engine), url)
+            raw: Any = fairy.dbapi_connection
+            try:
+                yield PostgresStatement(fairy, engine.dialect, self.storage.schema)
+            finally:
+                try:
+                    if raw.autocommit and not raw.closed:
+                        # Back to the pool as the pool's other users expect it: transactional.
+                        raw.autocommit = False
+                except engine.dialect.loaded_dbapi.Error as exc:
+                    fairy.invalidate(exc)  # broken: closed, never handed out again
+                fairy.close()
         except DBAPIError as exc:
             raise_translated(exc, url)
             raise

@@ -202,7 +202,13 @@ def test_replica_lag_bound_skips_a_replica_behind(cluster: PgCluster) -> None:
     factory.dispose()
 
 
-def test_primary_killed_under_writes_loses_no_acknowledged_row(cluster: PgCluster) -> None:
+@pytest.mark.parametrize("operation", ["add_profiles", "save_state"])
+def test_primary_killed_under_writes_loses_no_acknowledged_row(
+    cluster: PgCluster, operation: str
+) -> None:
+    """add_profiles runs in an ORM session; save_state is one autocommit statement straight on
+    the pooled psycopg connection (reflexio_store.one_statement): both must fail only with
+    DatabaseUnavailableError and lose nothing they acknowledged."""
     cfg = migrated(cluster)
     factory = SessionFactory.from_config(cfg, settings=StorageSettings())
     store = Store(factory)
@@ -211,6 +217,10 @@ def test_primary_killed_under_writes_loses_no_acknowledged_row(cluster: PgCluste
 
     def write(_i: int) -> None:
         n = next(counter)
+        if operation == "save_state":
+            store.save_state(f"run-{n}", {"status": "running", "current_step_index": n})
+            acknowledged.append(f"run-{n}")
+            return
         (profile_id,) = store.add_profiles([{"user_id": "w", "content": f"row {n}"}])
         acknowledged.append(profile_id)
 
@@ -224,11 +234,14 @@ def test_primary_killed_under_writes_loses_no_acknowledged_row(cluster: PgCluste
         wait_until(loop.more(1), "the first write after the restart")
         recovered = time.monotonic() - restarted
         wait_until(loop.more(50), "50 writes after the restart")
-    stored = {p.profile_id for p in store.list_profiles(user_id="w", consistency="strong",
-                                                        limit=10000)}  # fmt: skip
-    lost = [pid for pid in acknowledged if pid not in stored]
+    if operation == "save_state":
+        lost = [run for run in acknowledged if store.load_state(run) is None]
+    else:
+        stored = {p.profile_id for p in store.list_profiles(user_id="w", consistency="strong",
+                                                            limit=10000)}  # fmt: skip
+        lost = [pid for pid in acknowledged if pid not in stored]
     report(
-        "primary kill -9 under 2 writing threads",
+        f"primary kill -9 under 2 threads writing with {operation}",
         acknowledged=len(acknowledged),
         lost=len(lost),
         unavailable_errors=loop.failures["DatabaseUnavailableError"],

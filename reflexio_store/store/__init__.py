@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from reflexio_store.engines import SINGLE_STATEMENT_OPTION
 from reflexio_store.errors import ValidationError
 from reflexio_store.reads import run_read
 from reflexio_store.sessions import Consistency, SessionFactory, get_session_factory
@@ -82,15 +81,8 @@ def run_operation(
     The one route for `Store` and `AsyncStore` alike: whatever a route learns (retries, error
     translation) belongs here, so both classes behave the same."""
     if op.connection:
-        # One statement is its own transaction: in autocommit it costs one round trip instead
-        # of three on PostgreSQL (BEGIN, the statement, COMMIT), one driver call instead of three
-        # on SQLite (whose write statement takes the write lock itself, waiting on busy_timeout).
-        with factory.writer_connection(write=False) as conn:
-            if factory.backend == "postgresql":
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-            else:
-                conn.execution_options(**{SINGLE_STATEMENT_OPTION: True})
-            return op.fn(conn, *args, **kwargs)
+        with factory.one_statement() as statement:
+            return op.fn(statement, *args, **kwargs)
     if op.route == "write":
         with factory.writer() as session:
             return op.fn(session, *args, **kwargs)

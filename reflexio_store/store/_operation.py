@@ -27,9 +27,9 @@ from typing import (
     overload,
 )
 
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from reflexio_store.one_statement import OneStatement
 from reflexio_store.sessions import Consistency
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ class Operation(Generic[P, T]):
     ) -> None:
         self.fn = fn
         self.route = route
-        # Single-statement hot paths (workflow save/load) take a bare Connection: an ORM Session
-        # and its transaction bookkeeping cost more than the statement itself on SQLite.
+        # Single-statement hot paths (workflow save/load) take a OneStatement: an ORM Session
+        # and its transaction bookkeeping cost more than the statement itself.
         self.connection = connection
         self.__doc__ = fn.__doc__
         self.name = fn.__name__
@@ -116,15 +116,16 @@ def read(fn: Callable[Concatenate[Session, P], T]) -> ReadOperation[P, T]:
     return ReadOperation(fn, "read")
 
 
-def write_connection(fn: Callable[Concatenate[Connection, P], T]) -> Operation[P, T]:
-    """Like `write`, but `fn` gets a Connection on the primary and runs exactly ONE statement,
-    in autocommit: the statement is its own transaction (one round trip on PostgreSQL)."""
+def write_connection(fn: Callable[Concatenate[OneStatement, P], T]) -> Operation[P, T]:
+    """Like `write`, but `fn` gets a OneStatement on the primary and runs exactly ONE
+    statement, in autocommit: the statement is its own transaction (one round trip on
+    PostgreSQL)."""
     return Operation(fn, "write", connection=True)
 
 
-def fresh_connection(fn: Callable[Concatenate[Connection, P], T]) -> Operation[P, T]:
-    """Like `fresh`, but `fn` gets a Connection on the primary and runs exactly ONE read-only
-    statement (in autocommit)."""
+def fresh_connection(fn: Callable[Concatenate[OneStatement, P], T]) -> Operation[P, T]:
+    """Like `fresh`, but `fn` gets a OneStatement on the primary and runs exactly ONE
+    read-only statement (in autocommit)."""
     return Operation(fn, "fresh", connection=True)
 
 

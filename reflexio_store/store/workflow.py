@@ -21,13 +21,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Select
 
-from reflexio_store.dialect import dialect_name, insert_or_update, json_contains
+from reflexio_store.dialect import dialect_name, json_contains, upsert_statement
 from reflexio_store.errors import ValidationError
 from reflexio_store.models import WorkflowRun
+from reflexio_store.one_statement import OneStatement
 from reflexio_store.store._operation import fresh_connection, read, write, write_connection
 from reflexio_store.store.crud import rowcount
 from reflexio_store.store.workflow_rows import raw_columns, state_from_row, states_from_rows
@@ -68,6 +68,10 @@ _UPDATED_COLUMNS = tuple(f for f in STATE_FIELDS if f not in ("run_id", "created
 
 
 _loads: dict[str, Any] = {}
+
+
+def _save_statement(dialect: str) -> Any:
+    return upsert_statement(dialect, _table, ("run_id",), _UPDATED_COLUMNS)
 
 
 def _load_statement(dialect: str) -> Any:
@@ -116,7 +120,7 @@ def _state_params(run_id: Any, state: Any) -> dict[str, Any]:
 # -- operations -----------------------------------------------------------------------------
 
 
-def save_state(conn: Connection, run_id: str, state: Mapping[str, Any]) -> None:
+def save_state(statement: OneStatement, run_id: str, state: Mapping[str, Any]) -> None:
     """Create or update the state of `run_id` in one upsert statement.
 
     Accepted fields: pipeline_id, pipeline_name, pipeline_version, status (required),
@@ -124,16 +128,15 @@ def save_state(conn: Connection, run_id: str, state: Mapping[str, Any]) -> None:
     created_at, updated_at (aware datetimes; default now). An existing run keeps its created_at.
     """
     params = _state_params(run_id, state)
-    conn.execute(insert_or_update(conn, _table, ["run_id"], _UPDATED_COLUMNS), params)
+    statement.execute(_save_statement(statement.dialect), params)
 
 
-def load_state(conn: Connection, run_id: str) -> dict[str, Any] | None:
+def load_state(statement: OneStatement, run_id: str) -> dict[str, Any] | None:
     """The saved state of `run_id` as a dict (JSON as Python objects, aware UTC datetimes), or
     None. Reads the primary, so it sees the latest save."""
     run_id = require_key(run_id, "run_id")
-    dialect = dialect_name(conn)
-    row = conn.execute(_load_statement(dialect), {"run_id": run_id}).first()
-    return None if row is None else state_from_row(row, dialect)
+    rows = statement.rows(_load_statement(statement.dialect), {"run_id": run_id})
+    return state_from_row(rows[0], statement.dialect) if rows else None
 
 
 def delete_state(session: Session, run_id: str) -> bool:

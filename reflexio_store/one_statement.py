@@ -1,0 +1,160 @@
+"""How single-statement operations (workflow save_state / load_state) reach the database.
+
+An operation on the "connection" routes runs exactly one statement, in autocommit, through a
+`OneStatement`:
+
+- SQLite: SQLAlchemy's Core connection (`CoreStatement`); its per-call cost is small beside
+  SQLite's own.
+- PostgreSQL: the statement is compiled by SQLAlchemy once per (statement, schema), with the
+  same SQL, bind casts and bind processors it would use, and run directly on the pooled psycopg
+  connection (`PostgresStatement`). Measured on a primary over its Unix socket, SQLAlchemy's
+  execution context (cache key, result metadata, isolation-level switches on checkout and
+  checkin) cost about 150 us a call, three times the statement's own round trip.
+
+What the Core path gives is kept: a psycopg error becomes SQLAlchemy's DBAPIError with its
+parameters hidden (it may carry a run's state), a connection the error broke is invalidated so the
+pool never hands it out again, and the caller (SessionFactory.one_statement) turns outages into
+DatabaseUnavailableError exactly as on every other route. psycopg's own statement preparation is
+left as the connection has it (off behind PgBouncer in transaction mode).
+
+SQLAlchemy's execution events do not see a statement run this way, so an engine with echo on or
+with cursor-execute or error listeners (tracing instrumentation, statement logging) keeps the
+Core path (SessionFactory.one_statement decides).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+
+class OneStatement(Protocol):
+    """Runs the one statement of a single-statement operation."""
+
+    dialect: str
+
+    def rows(self, stmt: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        """The statement's rows, as the driver returns them (no result processors)."""
+
+    def execute(self, stmt: Executable, params: Mapping[str, Any]) -> None:
+        """Run a statement that returns no rows."""
+
+
+class CoreStatement:
+    """`OneStatement` on a SQLAlchemy Core connection (SQLite)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.dialect = conn.dialect.name
+
+    def rows(self, stmt: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        return self.conn.execute(stmt, dict(params)).all()
+
+    def execute(self, stmt: Executable, params: Mapping[str, Any]) -> None:
+        self.conn.execute(stmt, dict(params))
+
+
+class _Compiled:
+    """One statement's SQL for one schema, and how to turn values into its parameters."""
+
+    __slots__ = ("compiled", "processors", "sql", "statement")
+
+    def __init__(self, statement: Executable, dialect: Dialect, schema: str | None) -> None:
+        self.statement = statement  # kept alive: the cache is keyed by its id
+        compiled: SQLCompiler = statement.compile(  # type: ignore[attr-defined]
+            dialect=dialect,
+            schema_translate_map={None: schema} if schema else None,
+            render_schema_translate=bool(schema),
+        )
+        self.compiled = compiled
+        self.sql = compiled.string
+        processors: Mapping[str, Any] = compiled._bind_processors
+        self.processors = {name: fn for name, fn in processors.items() if fn is not None}
+
+    def parameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        params = dict(self.compiled.construct_params(dict(values)))
+        for name, process in self.processors.items():
+            if name in params:
+                params[name] = process(params[name])
+        return params
+
+
+_compiled: dict[tuple[int, str | None, str], _Compiled] = {}
+_compiled_lock = threading.Lock()
+
+
+def _compiled_for(statement: Executable, dialect: Dialect, schema: str | None) -> _Compiled:
+    key = (id(statement), schema, dialect.name)
+    found = _compiled.get(key)
+    if found is None or found.statement is not statement:
+        found = _Compiled(statement, dialect, schema)
+        with _compiled_lock:
+            _compiled[key] = found
+    return found
+
+
+def checkout(engine: Engine) -> PoolProxiedConnection:
+    """A pooled DBAPI connection. `Engine.raw_connection` lets the driver's connect error
+    through as it is; here it becomes SQLAlchemy's DBAPIError, as `Engine.connect` raises it,
+    so the retry and outage translation of every route apply."""
+    error = engine.dialect.loaded_dbapi.Error
+    try:
+        return engine.raw_connection()
+    except error as exc:
+        raise DBAPIError.instance(
+            None, None, exc, error, hide_parameters=True, dialect=engine.dialect
+        ) from exc
+
+
+class PostgresStatement:
+    """`OneStatement` straight on a pooled psycopg connection, in autocommit."""
+
+    dialect = "postgresql"
+
+    def __init__(self, fairy: PoolProxiedConnection, dialect: Dialect, schema: str | None) -> None:
+        self.fairy = fairy
+        self.raw: Any = fairy.dbapi_connection
+        self._dialect = dialect
+        self.schema = schema
+
+    def _run(self, stmt: Executable, params: Mapping[str, Any], fetch: bool) -> Any:
+        compiled = _compiled_for(stmt, self._dialect, self.schema)
+        values = compiled.parameters(params)
+        cursor = None
+        try:
+            # A connection the server dropped while it sat in the pool fails here, not at
+            # checkout: the same error path as a failed statement (invalidated, translated).
+            self.raw.autocommit = True
+            cursor = self.raw.cursor()
+            cursor.execute(compiled.sql, values)
+            return cursor.fetchall() if fetch else None
+        except self._dialect.loaded_dbapi.Error as exc:
+            broken = self._dialect.is_disconnect(exc, self.raw, cursor)
+            if broken:
+                self.fairy.invalidate(exc)
+            raise DBAPIError.instance(
+                compiled.sql,
+                values,
+                exc,
+                self._dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                connection_invalidated=broken,
+                dialect=self._dialect,
+            ) from exc
+        finally:
+            if cursor is not None:
+                cursor.close()
+
+    def rows(self, stmt: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = self._run(stmt, params, fetch=True)
+        return rows
+
+    def execute(self, stmt: Executable, params: Mapping[str, Any]) -> None:
+        self._run(stmt, params, fetch=False)
