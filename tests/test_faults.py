@@ -202,6 +202,42 @@ def test_replica_lag_bound_skips_a_replica_behind(cluster: PgCluster) -> None:
     factory.dispose()
 
 
+def test_a_migration_the_replica_has_not_replayed_is_read_from_the_primary(
+    cluster: PgCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new organization's schema, migrated while the replica's replay is paused: its reads
+    run on the primary (the replica is behind, not broken) instead of failing with the
+    replica's 'relation does not exist'."""
+    schema = f"f_{uuid.uuid4().hex[:10]}"
+    cfg = StorageConfigPostgres(
+        db_url=cluster.primary_url, read_db_url=cluster.replica_url, schema=schema
+    )
+    with cluster.replica.connect() as admin:
+        admin.execute("SELECT pg_wal_replay_pause()")
+        try:
+            upgrade(resolve_storage(cfg, StorageSettings()))
+            factory = SessionFactory.from_config(cfg, settings=StorageSettings())
+            store = Store(factory)
+            store.add_profiles([{"user_id": "u", "content": "drinks coffee, written unreplayed"}])
+            with factory.reader() as session:  # the replica really lacks the schema
+                assert session.execute(text("SELECT pg_is_in_recovery()")).scalar()
+                assert not session.execute(
+                    text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": schema}
+                ).first()
+            for _ in range(2):
+                listed = [p.content for p in store.list_profiles(user_id="u")]
+                assert listed == ["drinks coffee, written unreplayed"]
+                assert store.search_profiles("coffee", mode="text", user_id="u", status=None)
+            (replica,) = factory.replicas.replicas
+            assert replica.health.state == "up"  # behind, not down
+        finally:
+            admin.execute("SELECT pg_wal_replay_resume()")
+    warnings = [r for r in caplog.records if "replays the migration" in r.getMessage()]
+    assert len(warnings) == 1, "one warning per replica and missing kind, not one per read"
+    cluster.wait_for_replica(DEADLINE)
+    factory.dispose()
+
+
 @pytest.mark.parametrize("operation", ["add_profiles", "save_state"])
 def test_primary_killed_under_writes_loses_no_acknowledged_row(
     cluster: PgCluster, operation: str
