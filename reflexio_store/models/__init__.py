@@ -20,6 +20,12 @@ from reflexio_store.models.profiles import Profile
 from reflexio_store.models.requests import Interaction, Request
 from reflexio_store.models.workflow import WorkflowRun
 
+# An integer key is never handed out twice on SQLite either (AUTOINCREMENT, revision 0007), as
+# PostgreSQL's sequences: a reader that remembers the last id it processed never skips a row.
+for _table in Base.metadata.tables.values():
+    if _table.autoincrement_column is not None:
+        _table.dialect_kwargs["sqlite_autoincrement"] = True
+
 __all__ = [
     "AgentPlaybook",
     "AgentPlaybookSource",
