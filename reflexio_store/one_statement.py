@@ -55,10 +55,10 @@ class CoreStatement:
         self.dialect = conn.dialect.name
 
     def rows(self, stmt: Executable, params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
-        return self.conn.execute(stmt, dict(params)).all()
+        return self.conn.execute(stmt, params).all()
 
     def execute(self, stmt: Executable, params: Mapping[str, Any]) -> None:
-        self.conn.execute(stmt, dict(params))
+        self.conn.execute(stmt, params)
 
 
 class _Compiled:

@@ -527,15 +527,20 @@ class SessionFactory:
         """A runner for ONE statement on the primary, in autocommit: the statement is its own
         transaction (one round trip on PostgreSQL; on SQLite a write takes the write lock itself,
         waiting on busy_timeout). See reflexio_store.one_statement."""
-        engine = self.writer_engine
-        if self.backend != "postgresql" or _observed(engine):
-            with self.writer_connection(write=False) as conn:
-                if self.backend == "postgresql":
-                    conn.execution_options(isolation_level="AUTOCOMMIT")
-                else:
-                    conn.execution_options(**{SINGLE_STATEMENT_OPTION: True})
-                yield CoreStatement(conn)
+        engine = self.writer_engine if self.backend == "postgresql" else None
+        if engine is not None and not _observed(engine):
+            with self._postgres_statement(engine) as statement:
+                yield statement
             return
+        with self.writer_connection(write=False) as conn:
+            if engine is not None:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                conn.execution_options(**{SINGLE_STATEMENT_OPTION: True})
+            yield CoreStatement(conn)
+
+    @contextmanager
+    def _postgres_statement(self, engine: Engine) -> Iterator[OneStatement]:
         self.ensure_schema()
         url = self.storage.writer_url
         try:

@@ -76,7 +76,7 @@ NARROW_EXACT_ROWS = 5000
 """A narrowing filter (one user's rows) selecting at most this many rows is searched exactly
 (vectors scanned, every text match ranked); more rows go through the HNSW walk and the
 bounded text candidates, as an unfiltered search does."""
-MAX_CACHED_STATEMENTS = 512
+MAX_CACHED_STATEMENTS = 256
 """Built search statements kept (least recently used dropped first): one per shape."""
 
 
