@@ -40,8 +40,8 @@ from reflexio_store.engines import (
 from reflexio_store.errors import ReadOnlySessionError
 from reflexio_store.one_statement import (
     CoreStatement,
+    DriverStatement,
     OneStatement,
-    PostgresStatement,
     checkout,
 )
 from reflexio_store.outages import aopen_with_retry, is_outage, open_with_retry, raise_translated
@@ -527,30 +527,26 @@ class SessionFactory:
         """A runner for ONE statement on the primary, in autocommit: the statement is its own
         transaction (one round trip on PostgreSQL; on SQLite a write takes the write lock itself,
         waiting on busy_timeout). See reflexio_store.one_statement."""
-        engine = self.writer_engine if self.backend == "postgresql" else None
-        if engine is not None and not _observed(engine):
-            with self._postgres_statement(engine) as statement:
-                yield statement
+        engine = self.writer_engine
+        if _observed(engine):
+            with self.writer_connection(write=False) as conn:
+                if self.backend == "postgresql":
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
+                else:
+                    conn.execution_options(**{SINGLE_STATEMENT_OPTION: True})
+                yield CoreStatement(conn)
             return
-        with self.writer_connection(write=False) as conn:
-            if engine is not None:
-                conn.execution_options(isolation_level="AUTOCOMMIT")
-            else:
-                conn.execution_options(**{SINGLE_STATEMENT_OPTION: True})
-            yield CoreStatement(conn)
-
-    @contextmanager
-    def _postgres_statement(self, engine: Engine) -> Iterator[OneStatement]:
         self.ensure_schema()
+        self._touch()
         url = self.storage.writer_url
         try:
             fairy = open_with_retry(lambda: checkout(engine), url)
             raw: Any = fairy.dbapi_connection
             try:
-                yield PostgresStatement(fairy, engine.dialect, self.storage.schema)
+                yield DriverStatement(fairy, engine.dialect, self.storage.schema)
             finally:
                 try:
-                    if raw.autocommit and not raw.closed:
+                    if self.backend == "postgresql" and raw.autocommit and not raw.closed:
                         # Back to the pool as the pool's other users expect it: transactional.
                         raw.autocommit = False
                 except engine.dialect.loaded_dbapi.Error as exc:

@@ -1,10 +1,11 @@
-"""Single-statement operations on PostgreSQL (workflow save_state / load_state) run straight on
-the pooled psycopg connection (reflexio_store.one_statement): a failure there must mean what it
-means on every other route, and must leave nothing behind in the pool."""
+"""Single-statement operations (workflow save_state / load_state) run straight on the pooled
+driver connection (reflexio_store.one_statement): a failure there must mean what it means on
+every other route, and must leave nothing behind in the pool."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, delete, event, text
@@ -19,29 +20,19 @@ from tests.conftest import PgEndpoints
 SECRET = "state-value-that-must-not-leak"
 
 
-def _rename_table(pg_factory: SessionFactory, old: str, new: str) -> None:
-    with pg_factory.writer() as s:
-        schema = pg_factory.storage.schema
-        s.execute(text(f'ALTER TABLE "{schema}".{old} RENAME TO {new}'))
-
-
-def _pooled_autocommit_flags(pg_factory: SessionFactory) -> list[bool]:
-    """Check out every connection the writer pool holds at once; their autocommit flags."""
-    engine = pg_factory.writer_engine
-    held = [engine.raw_connection() for _ in range(engine.pool.checkedin())]
-    try:
-        return [bool(fairy.dbapi_connection.autocommit) for fairy in held]  # type: ignore[union-attr]
-    finally:
-        for fairy in held:
-            fairy.close()
+def _rename_table(factory: SessionFactory, old: str, new: str) -> None:
+    schema = factory.storage.schema
+    where = f'"{schema}".' if schema else ""
+    with factory.writer() as s:
+        s.execute(text(f"ALTER TABLE {where}{old} RENAME TO {new}"))
 
 
 def test_a_failed_statement_hides_its_values_and_leaves_clean_connections(
-    pg_factory: SessionFactory,
+    factory: SessionFactory,
 ) -> None:
-    store = Store(pg_factory)
+    store = Store(factory)
     store.save_state("run-1", {"status": "running"})
-    _rename_table(pg_factory, "workflow_runs", "workflow_runs_moved")
+    _rename_table(factory, "workflow_runs", "workflow_runs_moved")
     try:
         with pytest.raises(DBAPIError) as info:
             store.save_state("run-2", {"status": "running", "metadata": {"token": SECRET}})
@@ -50,12 +41,23 @@ def test_a_failed_statement_hides_its_values_and_leaves_clean_connections(
         with pytest.raises(DBAPIError):
             store.load_state("run-1")
     finally:
-        _rename_table(pg_factory, "workflow_runs_moved", "workflow_runs")
-    # The connections those statements used went back to the pool out of autocommit, so an
-    # ORM transaction on them still rolls back.
-    flags = _pooled_autocommit_flags(pg_factory)
-    assert flags and not any(flags)
-    with pytest.raises(RuntimeError), pg_factory.writer() as s:
+        _rename_table(factory, "workflow_runs_moved", "workflow_runs")
+    # The connections those statements used went back to the pool without an open transaction
+    # (and on PostgreSQL out of autocommit), so an ORM transaction on them still rolls back.
+    engine = factory.writer_engine
+    held = [engine.raw_connection() for _ in range(engine.pool.checkedin())]  # type: ignore[attr-defined]
+    try:
+        assert held
+        for fairy in held:
+            raw: Any = fairy.dbapi_connection
+            if factory.backend == "postgresql":
+                assert not raw.autocommit and raw.info.transaction_status == 0  # IDLE
+            else:
+                assert not raw.in_transaction
+    finally:
+        for fairy in held:
+            fairy.close()
+    with pytest.raises(RuntimeError), factory.writer() as s:
         s.execute(delete(WorkflowRun))
         raise RuntimeError("roll back")
     assert store.load_state("run-1") is not None
@@ -86,9 +88,9 @@ def test_a_terminated_backend_is_replaced_before_the_next_statement(
     assert store.load_state("run-1")["status"] == "done"  # type: ignore[index]
 
 
-def test_concurrent_saves_and_loads_on_a_small_pool_agree(pg_factory: SessionFactory) -> None:
+def test_concurrent_saves_and_loads_on_a_small_pool_agree(factory: SessionFactory) -> None:
     """Many threads through the raw path on the shared pool: each save is read back whole."""
-    store = Store(pg_factory)
+    store = Store(factory)
     errors: list[BaseException] = []
 
     def work(worker: int) -> None:
@@ -114,7 +116,7 @@ def test_concurrent_saves_and_loads_on_a_small_pool_agree(pg_factory: SessionFac
     assert not errors, errors[0]
 
 
-def test_statement_listeners_still_see_every_save_and_load(pg_factory: SessionFactory) -> None:
+def test_statement_listeners_still_see_every_save_and_load(factory: SessionFactory) -> None:
     """Tracing and logging hook SQLAlchemy's cursor-execute events: an engine with such a
     listener keeps the Core path for single statements, so nothing runs unseen."""
     seen: list[str] = []
@@ -123,10 +125,10 @@ def test_statement_listeners_still_see_every_save_and_load(pg_factory: SessionFa
         if "workflow_runs" in statement:
             seen.append(statement.lstrip().split()[0].upper())
 
-    engine = pg_factory.writer_engine
+    engine = factory.writer_engine
     event.listen(engine, "before_cursor_execute", listener)
     try:
-        store = Store(pg_factory)
+        store = Store(factory)
         store.save_state("watched", {"status": "running"})
         assert store.load_state("watched") is not None
     finally:

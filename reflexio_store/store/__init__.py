@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from reflexio_store.engines import SINGLE_STATEMENT_OPTION
 from reflexio_store.errors import ValidationError
-from reflexio_store.one_statement import CoreStatement
 from reflexio_store.reads import run_read
 from reflexio_store.sessions import Consistency, SessionFactory, get_session_factory
 from reflexio_store.settings import StorageConfig
@@ -83,12 +81,6 @@ def run_operation(
     The one route for `Store` and `AsyncStore` alike: whatever a route learns (retries, error
     translation) belongs here, so both classes behave the same."""
     if op.connection:
-        if factory.backend != "postgresql":
-            # SQLite's one statement on a Core connection, without a second context manager:
-            # at 9,000 loads a second, each layer shows.
-            with factory.writer_connection(write=False) as conn:
-                conn.execution_options(**{SINGLE_STATEMENT_OPTION: True})
-                return op.fn(CoreStatement(conn), *args, **kwargs)
         with factory.one_statement() as statement:
             return op.fn(statement, *args, **kwargs)
     if op.route == "write":
