@@ -362,12 +362,13 @@ def _upgrade_in_place(engine: Engine, storage: ResolvedStorage) -> None:
     cfg = alembic_config(storage)
     with _ALEMBIC_LOCK, engine.execution_options(**{WRITE_OPTION: True}).connect() as connection:
         cfg.attributes["connection"] = connection
+        raw: Any = connection.connection.dbapi_connection
+        # Table rebuilds (revision 0007) need foreign keys off, settable only outside a
+        # transaction; this pooled connection serves the application next, so they come back on.
+        raw.execute("PRAGMA foreign_keys=OFF")
         try:
             command.upgrade(cfg, "head")
             connection.commit()
         finally:
-            # env.py turned foreign keys off for table rebuilds; this pooled connection serves
-            # the application next.
             connection.rollback()
-            raw: Any = connection.connection.dbapi_connection
             raw.execute("PRAGMA foreign_keys=ON")

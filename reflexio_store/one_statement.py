@@ -65,10 +65,11 @@ class CoreStatement:
 class _Compiled:
     """One statement's SQL for one schema, and how to turn values into its parameters."""
 
-    __slots__ = ("compiled", "positions", "processors", "sql", "statement")
+    __slots__ = ("compiled", "dialect", "positions", "processors", "sql", "statement")
 
     def __init__(self, statement: Executable, dialect: Dialect, schema: str | None) -> None:
-        self.statement = statement  # kept alive: the cache is keyed by its id
+        self.statement = statement  # kept alive: the cache is keyed by its id and the dialect's
+        self.dialect = dialect
         compiled: SQLCompiler = statement.compile(  # type: ignore[attr-defined]
             dialect=dialect,
             schema_translate_map={None: schema} if schema else None,
@@ -91,14 +92,15 @@ class _Compiled:
         return params
 
 
-_compiled: dict[tuple[int, str | None, str], _Compiled] = {}
+_compiled: dict[tuple[int, int, str | None], _Compiled] = {}
 _compiled_lock = threading.Lock()
 
 
 def _compiled_for(statement: Executable, dialect: Dialect, schema: str | None) -> _Compiled:
-    key = (id(statement), schema, dialect.name)
+    # Per engine's dialect object: engines may differ in what their dialect renders.
+    key = (id(statement), id(dialect), schema)
     found = _compiled.get(key)
-    if found is None or found.statement is not statement:
+    if found is None or found.statement is not statement or found.dialect is not dialect:
         found = _Compiled(statement, dialect, schema)
         with _compiled_lock:
             _compiled[key] = found

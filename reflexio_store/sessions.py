@@ -82,10 +82,17 @@ event.listen(ReadOnlySession, "do_orm_execute", _refuse_dml)
 
 
 def _observed(engine: Engine) -> bool:
-    """Someone watches this engine's statements (echo, or cursor-execute listeners such as
-    tracing instrumentation): single statements then take the Core path, which they see."""
+    """Someone watches this engine's statements (echo, or cursor-execute or error listeners
+    such as tracing instrumentation): single statements then take the Core path, which they
+    see."""
     dispatch = engine.dispatch
-    return bool(engine.echo or dispatch.before_cursor_execute or dispatch.after_cursor_execute)
+    return bool(
+        engine.echo
+        or dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+        # SQLAlchemy 2 keeps handle_error listeners on the engine's dialect.
+        or engine.dialect.dispatch.handle_error
+    )
 
 
 class SessionFactory:

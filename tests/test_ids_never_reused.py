@@ -189,3 +189,74 @@ def test_revision_0007_refuses_to_run_with_foreign_keys_on(tmp_path: Path) -> No
     finally:
         engine.dispose()
     assert "AUTOINCREMENT" not in _table_sql(path)["profiles"]
+
+
+def _at_0006(tmp_path: Path, name: str) -> tuple[Path, Any]:
+    path = tmp_path / name
+    storage = resolve_storage(StorageConfigSQLite(db_url=f"sqlite:///{path}"), StorageSettings())
+    upgrade(storage, "0006")
+    return path, storage
+
+
+def test_rows_orphaned_before_revision_0007_do_not_block_it(tmp_path: Path) -> None:
+    """A row orphaned by a tool that ran with foreign keys off (the sqlite3 shell's default) is
+    not the rebuild's doing: the upgrade goes through and leaves it as it was."""
+    path, storage = _at_0006(tmp_path, "orphan.db")
+    with _connect(path) as conn:
+        conn.execute(
+            "INSERT INTO api_tokens (id, organization_id, token_hash, created_at) "
+            "VALUES (7, 999, 'h', '2026-01-01 00:00:00')"
+        )
+        conn.commit()
+    upgrade(storage)
+    with _connect(path) as conn:
+        assert conn.execute("SELECT id, organization_id FROM api_tokens").fetchall() == [(7, 999)]
+        assert "AUTOINCREMENT" in _table_sql(path)["api_tokens"]
+
+
+def test_the_newest_row_deleted_before_revision_0007_does_not_give_its_id_again(
+    tmp_path: Path,
+) -> None:
+    """Before 0007 SQLite would hand out a deleted newest id again; the rebuild starts the
+    sequence above every id the vector change log has seen inserted."""
+    path, storage = _at_0006(tmp_path, "seeded.db")
+    with _connect(path) as conn:
+        for n in range(3):
+            conn.execute(
+                "INSERT INTO profiles (profile_id, user_id, content, extractor_names, tags, "
+                "status) VALUES (?, 'u', 'c', '[]', '[]', 'current')",
+                (f"p{n}",),
+            )
+        conn.execute("DELETE FROM profiles WHERE id = 3")
+        conn.commit()
+    upgrade(storage)
+    factory = SessionFactory(storage)
+    try:
+        with factory.writer() as s:
+            s.add(
+                Profile(profile_id="p-new", user_id="u", content="c", extractor_names=[], tags=[])
+            )
+        with factory.reader() as s:
+            newest = s.execute(select(func.max(Profile.id))).scalar_one()
+        assert newest == 4, "id 3 belonged to a deleted row and must not be handed out again"
+    finally:
+        factory.dispose()
+
+
+def test_an_in_memory_database_keeps_foreign_keys_on_after_migrating_itself() -> None:
+    """An in-memory file migrates on its one pooled connection, with foreign keys off for the
+    rebuild; that connection serves the application next, with them on again."""
+    factory = SessionFactory.from_config(
+        StorageConfigSQLite(db_url="sqlite:///:memory:"), settings=StorageSettings()
+    )
+    store = Store(factory)
+    try:
+        org = store.create_organization("mem@example.com")
+        store.create_api_token(org.id, "ci")
+        with factory.writer() as s:
+            assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        store.delete_organization(org.id)
+        with factory.reader() as s:
+            assert s.execute(text("SELECT count(*) FROM api_tokens")).scalar() == 0
+    finally:
+        factory.dispose()

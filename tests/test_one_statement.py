@@ -134,3 +134,25 @@ def test_statement_listeners_still_see_every_save_and_load(factory: SessionFacto
     finally:
         event.remove(engine, "before_cursor_execute", listener)
     assert seen == ["INSERT", "SELECT"]
+
+
+def test_error_listeners_still_see_a_failed_statement(factory: SessionFactory) -> None:
+    """A handle_error listener (one that marks pooler errors as disconnects, or reshapes them)
+    keeps the Core path too, so it sees the single statements' failures."""
+    failures: list[str] = []
+
+    def on_error(context: Any) -> None:
+        failures.append(type(context.original_exception).__name__)
+
+    engine = factory.writer_engine
+    store = Store(factory)
+    store.save_state("run-1", {"status": "running"})
+    event.listen(engine, "handle_error", on_error)
+    _rename_table(factory, "workflow_runs", "workflow_runs_moved")
+    try:
+        with pytest.raises(DBAPIError):
+            store.load_state("run-1")
+    finally:
+        _rename_table(factory, "workflow_runs_moved", "workflow_runs")
+        event.remove(engine, "handle_error", on_error)
+    assert len(failures) == 1

@@ -11,7 +11,14 @@ match), the old table dropped, and its indexes and triggers (full-text sync, vec
 created again from their stored SQL. The rename runs with legacy_alter_table=ON and foreign keys
 off (env.py turns them off before the migration's transaction): otherwise SQLite would point
 the child tables' foreign keys at the renamed table, and dropping it would delete their rows by
-ON DELETE CASCADE. The migration checks both, and checks every foreign key before it commits.
+ON DELETE CASCADE. The migration checks both, and fails (rolling back) if the rebuild leaves any
+foreign key broken that was not broken before (rows orphaned earlier, e.g. by a tool that ran with
+foreign keys off, are left as they were).
+
+An id already reused before this revision cannot be told apart; the next id starts above the
+highest one present, and, for the five tables with embeddings, above the highest id the vector
+change log (revision 0006) has seen inserted, so the newest row deleted before the upgrade does
+not hand its id out again either.
 
 PostgreSQL: nothing to do.
 
@@ -100,7 +107,34 @@ def _rebuild(bind: Connection, table: str, new_sql: str) -> None:
         bind.exec_driver_sql(sql)
 
 
-def _rebuild_all(rewrite: Callable[[str, str, str], str]) -> None:
+def _violations(bind: Connection) -> set[tuple[object, ...]]:
+    return {tuple(row) for row in bind.exec_driver_sql("PRAGMA foreign_key_check")}
+
+
+def _seed_sequences(bind: Connection, present: set[str]) -> None:
+    """Start each embedded table's AUTOINCREMENT above every id its change log has seen."""
+    if "vector_changes" not in present:
+        return
+    logged = bind.exec_driver_sql(
+        "SELECT table_name, max(row_key) FROM vector_changes GROUP BY table_name"
+    ).all()
+    for table, highest in logged:
+        if table not in KEYS or table not in present or highest is None:
+            continue
+        seq = bind.exec_driver_sql(
+            "SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)
+        ).scalar()
+        if seq is None:
+            bind.exec_driver_sql(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, highest)
+            )
+        elif seq < highest:
+            bind.exec_driver_sql(
+                "UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (highest, table)
+            )
+
+
+def _rebuild_all(rewrite: Callable[[str, str, str], str], *, seed: bool) -> None:
     if context.is_offline_mode():
         raise RuntimeError(
             "Revision 0007 rebuilds SQLite tables from their stored definitions and needs the "
@@ -116,6 +150,7 @@ def _rebuild_all(rewrite: Callable[[str, str, str], str]) -> None:
     present = set(
         bind.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'").scalars()
     )
+    before = _violations(bind)
     bind.exec_driver_sql("PRAGMA legacy_alter_table=ON")
     try:
         for table, key in KEYS.items():
@@ -127,16 +162,21 @@ def _rebuild_all(rewrite: Callable[[str, str, str], str]) -> None:
             _rebuild(bind, table, rewrite(table, key, sql))
     finally:
         bind.exec_driver_sql("PRAGMA legacy_alter_table=OFF")
-    broken = bind.exec_driver_sql("PRAGMA foreign_key_check").all()
+    broken = sorted(_violations(bind) - before, key=repr)
     if broken:
-        raise RuntimeError(f"Revision 0007 would leave foreign keys broken: {broken[:10]}")
+        raise RuntimeError(
+            f"Revision 0007 would break foreign keys (table, rowid, parent, key): {broken[:10]}; "
+            "nothing was changed."
+        )
+    if seed:
+        _seed_sequences(bind, present)
 
 
 def upgrade() -> None:
     if op.get_context().dialect.name == "sqlite":
-        _rebuild_all(_with_autoincrement)
+        _rebuild_all(_with_autoincrement, seed=True)
 
 
 def downgrade() -> None:
     if op.get_context().dialect.name == "sqlite":
-        _rebuild_all(_without_autoincrement)
+        _rebuild_all(_without_autoincrement, seed=False)
