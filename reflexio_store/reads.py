@@ -6,9 +6,9 @@ replica's connection breaks while the read runs (the server stopped, crashed or 
 query for a recovery conflict), the whole read operation runs again on the primary, read-only,
 and the replica is marked down (replicas.py). A replica that has not yet replayed a migration
 (the schema, a table or a column is missing there but the primary has it) is behind, not down:
-the read runs again on the primary and a warning is logged once per replica and error. Only reads
-are re-run, and never by re-entering a context manager's yield: the operation is called again with
-a new session.
+the read runs again on the primary and a warning is logged once per replica and missing object.
+Only reads are re-run, and never by re-entering a context manager's yield: the operation is
+called again with a new session.
 """
 
 from __future__ import annotations
@@ -56,16 +56,19 @@ def _migration_not_replayed(choice: Choice, exc: DBAPIError) -> bool:
     if missing is None:
         return False
     where = choice.replica.url.masked()
+    reason = server_reason(exc, choice.replica.url)
+    # Once per replica and missing object (the reason names it): a later migration's lag is
+    # reported again, the reads of one lag are not reported one by one.
     with _warned_lock:
-        first = (where, missing) not in _warned
-        _warned.add((where, missing))
+        first = (where, reason) not in _warned
+        _warned.add((where, reason))
     if first:
         log.warning(
             "The replica %s has no such %s yet (%s); reads that need it run on the primary until "
-            "the replica replays the migration. Logged once per replica.",
+            "the replica replays the migration. Logged once per replica and missing object.",
             where,
             missing,
-            server_reason(exc, choice.replica.url),
+            reason,
         )
     return True
 
