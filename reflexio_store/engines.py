@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL, Connection, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from reflexio_store.errors import ConfigurationError
+from reflexio_store.json_text import postgres_json_dumps
 from reflexio_store.pool import BoundedAsyncQueuePool, BoundedQueuePool, labelled_pool_class
 from reflexio_store.settings import PoolSettings
 from reflexio_store.urls import SECRET_QUERY_KEYS, DatabaseURL
@@ -245,6 +246,8 @@ def _postgres_kwargs(
         "pool_logging_name": label,
         "connect_args": connect_args,
         "hide_parameters": True,
+        # Large floats read back as floats from jsonb (reflexio_store.json_text).
+        "json_serializer": postgres_json_dumps,
     }
     return target, kwargs
 

@@ -174,9 +174,7 @@ _valid_json = st.recursive(
         st.none(),
         st.booleans(),
         st.integers(min_value=-(2**63), max_value=2**63 - 1),
-        # Below 1e16: PostgreSQL's jsonb gives larger floats back as integers (see the xfail
-        # test below); that is a known gap, not what this property is about.
-        st.floats(allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15),
+        st.floats(allow_nan=False, allow_infinity=False),
         st.text(max_size=8).filter(lambda t: "\x00" not in t),
     ),
     lambda inner: st.one_of(
@@ -246,15 +244,25 @@ def test_hostile_states_through_the_driver_path_only_raise_our_errors(
         assert loaded["updated_at"] == updated_at
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: PostgreSQL's jsonb keeps numbers as numeric and renders a float of "
-    "magnitude >= 1e16 without an exponent, so it comes back as an int (SQLite keeps the text)",
-)
-def test_a_large_float_in_json_comes_back_a_float_on_postgres(pg_factory: SessionFactory) -> None:
-    store = Store(pg_factory)
-    store.save_state("run-1", {"status": "running", "metadata": {"x": 6.612535458209402e16}})
+def test_large_floats_in_json_come_back_as_floats(factory: SessionFactory) -> None:
+    """PostgreSQL's jsonb keeps numbers as numeric: a float of 1e16 or more would come back as
+    an int of another value unless written with its exact digits (reflexio_store.json_text).
+    Through workflow state (the driver path), profiles added one by one and by binary COPY
+    (16 or more), and a containment filter."""
+    big = {"x": 6.612535458209402e16, "list": [1e300, -2.5e16, 0.1, 1e-7], "text": "e+ 1e16"}
+    store = Store(factory)
+    store.save_state("run-1", {"status": "running", "metadata": big, "pipeline_context": big})
     loaded = store.load_state("run-1")
     assert loaded is not None
-    value = loaded["metadata"]["x"]
-    assert type(value) is float and value == 6.612535458209402e16
+    for field in ("metadata", "pipeline_context"):
+        assert loaded[field] == big
+        assert type(loaded[field]["x"]) is float
+    assert [r["run_id"] for r in store.list_runs(metadata_filter={"x": 6.612535458209402e16},
+                                                 consistency="strong")] == ["run-1"]  # fmt: skip
+    for count in (1, 20):
+        rows = [{"user_id": f"u{count}", "content": "c", "custom_features": big}] * count
+        store.add_profiles(rows)
+        listed = store.list_profiles(user_id=f"u{count}", consistency="strong", status=None)
+        assert len(listed) == count
+        assert all(p.custom_features == big for p in listed)
+        assert all(type(p.custom_features["x"]) is float for p in listed)  # type: ignore[index]
