@@ -111,6 +111,12 @@ def test_store_through_pgbouncer(
                     )
                     assert len(hits) == min(i + 1, 10)
                     assert len(store.list_profiles(user_id=f"u{worker}", limit=100)) == i + 1
+                    # One autocommit statement straight on the driver (one_statement.py): no
+                    # prepared statement may be left to another client's server connection.
+                    run = {"status": "running", "current_step_index": i}
+                    store.save_state(f"run-{worker}", run)
+                    state = store.load_state(f"run-{worker}")
+                    assert state is not None and state["current_step_index"] == i
             except BaseException as exc:
                 errors.append(exc)
 
