@@ -172,3 +172,12 @@ def test_a_cached_statement_runs_with_each_searchs_own_filter_values(
     shapes = len(postgres._statements)
     # user_id (one value / a list), tags (one / two conditions), the vector-only search.
     assert shapes == 5, f"one statement per shape, got {shapes}"
+    # The kept statements hold nothing of the searches that built them: no user id, tag, text
+    # or vector (they are process-wide, shared by every organization).
+    for stmt in postgres._statements.values():
+        cache_key = stmt._generate_cache_key()
+        assert cache_key is not None
+        held = [bind.value for bind in cache_key.bindparams if bind.required]
+        assert held and all(value is None for value in held)
+        leftovers = repr([bind.value for bind in cache_key.bindparams])
+        assert not any(word in leftovers for word in ("ann", "bob", "cyd", "tea", "shared"))

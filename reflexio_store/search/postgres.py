@@ -109,6 +109,13 @@ class _QueryVectorType(UserDefinedType[Any]):
         return None
 
 
+def _per_search(name: str, type_: Any) -> BindParameter[Any]:
+    """A parameter every search supplies (`_values`). It holds no value of its own, so a cached
+    statement keeps nothing of the search that built it (no query text, vector or user id) and
+    a missing value is an error, never another search's."""
+    return bindparam(name, type_=type_, required=True)
+
+
 def _binary_vectors(session: Session) -> None:
     """Teach this connection's psycopg adapters to send QueryVector in binary (once each)."""
     fairy = session.connection().connection
@@ -130,7 +137,7 @@ def _text_hits(
     match among them is ranked; otherwise (or when `small` is None) a bounded candidate set."""
     t = spec.table
     key = t.c[spec.key]
-    text: ColumnElement[str] = bindparam("fts_query", query)
+    text: ColumnElement[str] = _per_search("fts_query", String())
     any_terms = select(portable_tsquery(t, text)).scalar_subquery()
     matches_any = t.c.search_vector.op("@@")(any_terms)
     rank = func.ts_rank_cd(t.c.search_vector, any_terms, type_=Float())
@@ -143,7 +150,7 @@ def _text_hits(
             .limit(limit)
         )
 
-    bound = bindparam("text_candidates", TEXT_CANDIDATES, type_=Integer())
+    bound = _per_search("text_candidates", Integer())
     any_rows = select(key).where(matches_any, *filters).limit(bound)
     if " " in query:
         # Several terms: rows holding all of them first, then rows holding any.
@@ -181,15 +188,13 @@ def _vector_hits(
     walk_limit = _walk_limit(request, small is not None)
     t = spec.table
     key = t.c[spec.key]
-    query_vector = bindparam(
-        "query_embedding", QueryVector(request.embedding or ()), type_=_QueryVectorType()
-    )
-    max_distance = bindparam("max_distance", 1.0 - request.threshold, type_=Float())
+    query_vector = _per_search("query_embedding", _QueryVectorType())
+    max_distance = _per_search("max_distance", Float())
     # hnsw.ef_search and iterative scans are set by this statement for its transaction: the
     # settings row is computed first because the index scan depends on it (LATERAL), and
     # pgvector reads both settings when the scan starts. Iterative scans keep walking until
     # enough rows pass the filters.
-    ef_setting = bindparam("ef_search", _ef(request, small is not None), type_=String())
+    ef_setting = _per_search("ef_search", String())
     settings = select(
         func.set_config("hnsw.ef_search", ef_setting, True).label("ef_search"),
         func.set_config("hnsw.iterative_scan", "relaxed_order", True).label("iterative"),
@@ -247,7 +252,7 @@ def _small_selection(narrow: Sequence[ColumnElement[bool]]) -> ColumnElement[boo
     its index, stopping one row past the bound, once per statement (a CTE)."""
     if not narrow:
         return None
-    bound = bindparam("narrow_exact_rows", NARROW_EXACT_ROWS, type_=Integer())
+    bound = _per_search("narrow_exact_rows", Integer())
     capped = select(literal(1).label("one")).where(*narrow).limit(bound + 1).subquery("capped")
     size = select((func.count() <= bound).label("small")).select_from(capped).cte("narrow_size")
     return select(size.c.small).scalar_subquery()
@@ -255,7 +260,7 @@ def _small_selection(narrow: Sequence[ColumnElement[bool]]) -> ColumnElement[boo
 
 def _fused(request: SearchRequest, text: Any, vector: Any) -> Select[Any]:
     """(key, score, similarity, text_rank, order...) of the best top_k, best first."""
-    top_k = bindparam("top_k", request.top_k, type_=Integer())
+    top_k = _per_search("top_k", Integer())
     if vector is None:
         return select(
             text.c.key,
@@ -277,9 +282,9 @@ def _fused(request: SearchRequest, text: Any, vector: Any) -> Select[Any]:
     text_missing = select(func.count() + 1).select_from(text).scalar_subquery()
     vector_missing = select(func.count() + 1).select_from(vector).scalar_subquery()
     k = literal(RRF_K)
-    score = bindparam("text_weight", request.text_weight, type_=Float()) / (
+    score = _per_search("text_weight", Float()) / (
         k + func.coalesce(text.c.text_pos, text_missing)
-    ) + bindparam("vector_weight", request.vector_weight, type_=Float()) / (
+    ) + _per_search("vector_weight", Float()) / (
         k + func.coalesce(vector.c.vector_pos, vector_missing)
     )
     # Ties keep vector order, then text order (as reflexio_store.search.fusion).
@@ -367,7 +372,8 @@ def _values(request: SearchRequest, query: str | None, narrowed: bool) -> dict[s
 class _Lifted:
     """Filter conditions with their bound values lifted out: `key` is their structure without
     the values (None when a condition has no cache key), `values` the values under names
-    prefix_<condition>_<n>, and `renamed()` the same conditions reading those names."""
+    prefix_<condition>_<n>, and `renamed()` the same conditions reading those names (required
+    parameters without values of their own)."""
 
     def __init__(self, conditions: Sequence[ColumnElement[bool]], prefix: str) -> None:
         self.conditions = conditions
@@ -391,10 +397,10 @@ class _Lifted:
             by_id = {
                 id(bind): bindparam(
                     name,
-                    bind.effective_value,
                     type_=bind.type,
                     expanding=bind.expanding,
                     literal_execute=bind.literal_execute,
+                    required=True,
                 )
                 for bind, name in names
             }
