@@ -82,8 +82,8 @@ class _Compiled:
         # pysqlite's paramstyle is positional (qmark): the names in the order of their marks.
         self.positions = compiled.positiontup if compiled.positional else None
 
-    def parameters(self, values: Mapping[str, Any]) -> dict[str, Any] | list[Any]:
-        params = dict(self.compiled.construct_params(dict(values)))
+    def parameters(self, values: Mapping[str, Any]) -> Mapping[str, Any] | list[Any]:
+        params = self.compiled.construct_params(values)  # a new dict of every parameter
         for name, process in self.processors.items():
             if name in params:
                 params[name] = process(params[name])

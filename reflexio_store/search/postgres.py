@@ -430,12 +430,16 @@ def _cached_statement(
     filters: Sequence[ColumnElement[bool]],
     narrow: Sequence[ColumnElement[bool]],
 ) -> tuple[Select[Any], dict[str, Any]]:
-    """The statement for this search's shape (built once) and the values to run it with."""
+    """The statement for this search's shape (built once) and the values to run it with.
+
+    The narrowing conditions are some of `filters` themselves (the same objects), so they are
+    lifted once, as filters, and the shape records which of them narrow."""
     values = _values(request, query, bool(narrow))
-    lifted_filters = _Lifted(filters, "filter")
-    lifted_narrow = _Lifted(narrow, "narrow")
-    if lifted_filters.key is None or lifted_narrow.key is None:
-        # A condition SQLAlchemy cannot cache: built for this search alone, values inline.
+    lifted = _Lifted(filters, "filter")
+    positions = _positions(narrow, filters)
+    if lifted.key is None or positions is None:
+        # A condition SQLAlchemy cannot cache, or a narrowing condition that is not one of the
+        # filters: built for this search alone, values inline.
         return _statement(spec, request, query, filters, narrow), values
     text_kind = None if query is None else ("terms" if " " in query else "term")
     shape = (
@@ -445,22 +449,31 @@ def _cached_statement(
         text_kind,
         request.top_k,
         request.include_embedding,
-        lifted_filters.key,
-        lifted_narrow.key,
+        lifted.key,
+        positions,
     )
     with _statements_lock:
         stmt = _statements.get(shape)
         if stmt is not None:
             _statements.move_to_end(shape)
     if stmt is None:
-        stmt = _statement(spec, request, query, lifted_filters.renamed(), lifted_narrow.renamed())
+        renamed = lifted.renamed()
+        stmt = _statement(spec, request, query, renamed, [renamed[i] for i in positions])
         with _statements_lock:
             _statements[shape] = stmt
             while len(_statements) > MAX_CACHED_STATEMENTS:
                 _statements.popitem(last=False)
-    values.update(lifted_filters.values)
-    values.update(lifted_narrow.values)
+    values.update(lifted.values)
     return stmt, values
+
+
+def _positions(
+    narrow: Sequence[ColumnElement[bool]], filters: Sequence[ColumnElement[bool]]
+) -> tuple[int, ...] | None:
+    """Where each narrowing condition is among the filters (by identity), or None."""
+    index = {id(condition): i for i, condition in enumerate(filters)}
+    found = tuple(index.get(id(condition), -1) for condition in narrow)
+    return None if -1 in found else found
 
 
 def _statement(

@@ -26,7 +26,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from reflexio_store.json_text import postgres_json_dumps
 from reflexio_store.types import Embedding, JSONValue, UTCDateTime
 
 COPY_MIN_ROWS = 16
@@ -90,7 +89,9 @@ def _pg_type(column: Column[Any], vector_oid: int) -> int | str:
 
 def _converter(column: Column[Any]) -> Any:
     if isinstance(column.type, JSONValue):
-        return lambda v: None if v is None else Jsonb(v, dumps=postgres_json_dumps)
+        # Dumped by the connection's JSON serializer: SQLAlchemy installs the engine's
+        # (reflexio_store.json_text) in every connection's adapters.
+        return lambda v: None if v is None else Jsonb(v)
     if isinstance(column.type, EnumType):
         return lambda v: v.value if isinstance(v, Enum) else v
     return None
