@@ -380,7 +380,7 @@ def test_three_organizations_never_see_each_others_rows(cluster: PgCluster) -> N
         org = orgs[i % 3]
         store = stores[org]
         rng = random.Random()
-        choice = rng.randrange(6)
+        choice = rng.randrange(7)
         user = f"u{rng.randrange(2)}"  # the same user ids in every organization
         if choice == 0:
             content = f"{org} shared words {rng.random()}"
@@ -400,12 +400,18 @@ def test_three_organizations_never_see_each_others_rows(cluster: PgCluster) -> N
         elif choice == 4:
             hits = store.search_profiles("shared", mode="text", user_id=user, top_k=50)
             check(org, "text search", [h.item.content for h in hits])
-        else:
+        elif choice == 5:
             for other in [o for o in orgs if o != org]:
                 for profile_id in written[other][-5:]:
                     found = store.get_profile(profile_id)
                     if found is not None:
                         check(org, "get", [found.content])
+        else:
+            # The same run id in every organization, through the single-statement driver path
+            # (its compiled statements are cached per schema).
+            store.save_state("shared-run", {"status": "running", "metadata": {"owner": org}})
+            state = store.load_state("shared-run")
+            check(org, "workflow state", [state["metadata"]["owner"]] if state else ["missing"])
 
     with Loop(step, threads=9) as loop:
         wait_until(loop.more(600), "600 random operations over 3 organizations")
