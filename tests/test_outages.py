@@ -5,6 +5,7 @@ readers. Real servers only: the session's cluster, a socket where nothing listen
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -224,3 +225,39 @@ async def test_async_reader_falls_back_from_an_unreachable_replica(
         assert (await session.execute(text("SELECT pg_is_in_recovery()"))).scalar() is False
     assert factory.replicas.replicas[0].health.state == "down"
     await factory.adispose()
+
+
+def test_a_new_file_locked_by_another_process_is_waited_for_not_refused(tmp_path: Path) -> None:
+    """Switching a new SQLite file to WAL needs an exclusive lock; while another connection is
+    in a write transaction (its first migration) SQLite refuses at once, without its busy
+    handler. Opening a connection waits instead (two processes migrating a new file together
+    failed this way in 2 of 40 tries)."""
+    from reflexio_store.engines import sqlite_module
+
+    path = tmp_path / "new.db"
+    holder = sqlite_module().connect(str(path), isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")  # a rollback-journal file, as a first migration starts
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")  # a write transaction under way (RESERVED lock)
+    config = StorageConfigSQLite(db_url=f"sqlite:///{path}")
+    factory = SessionFactory.from_config(config, settings=StorageSettings())
+    outcome: list[object] = []
+
+    def connect() -> None:
+        try:
+            with factory.writer_engine.connect() as conn:
+                outcome.append(conn.exec_driver_sql("PRAGMA journal_mode").scalar())
+        except Exception as exc:
+            outcome.append(exc)
+
+    opener = threading.Thread(target=connect)
+    opener.start()
+    try:
+        opener.join(0.5)
+        assert opener.is_alive() and not outcome, f"gave up while the lock was held: {outcome}"
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    opener.join(30)
+    assert outcome == ["wal"]
+    factory.dispose()
