@@ -18,6 +18,7 @@ from reflexio_store.errors import (
     ReadOnlySessionError,
     ReflexioStoreError,
     SchemaNotReadyError,
+    StatementTimeoutError,
     ValidationError,
 )
 from reflexio_store.sessions import (
@@ -48,6 +49,7 @@ __all__ = [
     "ReflexioStoreError",
     "SchemaNotReadyError",
     "SessionFactory",
+    "StatementTimeoutError",
     "StorageConfig",
     "StorageConfigPostgres",
     "StorageConfigSQLite",

@@ -34,6 +34,11 @@ class DatabaseBusyError(ReflexioStoreError, TimeoutError):
     """SQLite stayed locked by another writer past the busy timeout (the setting is named)."""
 
 
+class StatementTimeoutError(ReflexioStoreError, TimeoutError):
+    """PostgreSQL cancelled a statement that ran past its statement timeout; nothing it would
+    have written was committed."""
+
+
 class ReadOnlySessionError(ReflexioStoreError):
     """A write was attempted through a reader session."""
 

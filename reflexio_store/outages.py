@@ -6,6 +6,8 @@
   statement's parameters, so it never travels with ours.
 - SQLite still locked by another writer after its busy timeout: `DatabaseBusyError` naming the
   setting that controls that timeout.
+- A PostgreSQL statement cancelled by its statement timeout: `StatementTimeoutError` naming
+  the setting (reader sessions take REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS).
 
 Only the opening of a connection is retried (`open_with_retry`): a statement that failed may have
 run, so nothing after the connection exists is retried here.
@@ -21,7 +23,12 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from reflexio_store.db_errors import is_unavailable, server_reason
-from reflexio_store.errors import DatabaseBusyError, DatabaseUnavailableError, ReflexioStoreError
+from reflexio_store.errors import (
+    DatabaseBusyError,
+    DatabaseUnavailableError,
+    ReflexioStoreError,
+    StatementTimeoutError,
+)
 from reflexio_store.urls import DatabaseURL
 
 T = TypeVar("T")
@@ -49,6 +56,14 @@ _PERMANENT = (
 def is_busy(exc: BaseException) -> bool:
     """SQLite's 'database is locked' / 'database table is locked' after the busy timeout."""
     return isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower()
+
+
+def is_statement_timeout(exc: BaseException) -> bool:
+    """PostgreSQL's query_canceled (57014) for a statement timeout, not a cancel request."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == "57014" and "statement timeout" in str(orig)
 
 
 def _is_sqlite(exc: DBAPIError) -> bool:
@@ -86,6 +101,14 @@ def translate(
             f"The SQLite database {where} stayed locked by another writer for longer than its "
             f"busy timeout, set by {BUSY_TIMEOUT_SETTING}. Raise that timeout, keep write "
             "transactions short, or retry the operation."
+        )
+    if is_statement_timeout(exc):
+        return StatementTimeoutError(
+            f"The database {url.masked()} cancelled a statement that ran longer than its "
+            "statement timeout; nothing it would have written was committed. Reader sessions "
+            "take that timeout from REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS (the server or the "
+            "role may set one too): raise it, or narrow the operation (filters, a smaller "
+            "limit or top_k)."
         )
     if is_outage(exc):
         outcome = (

@@ -111,7 +111,7 @@ class SessionFactory:
         # Keyed (role, flavor), and (role, flavor, url) for each replica.
         self._engines: dict[tuple[Any, ...], Any] = {}
         self._leases: dict[tuple[Any, ...], EngineKey] = {}
-        self._replica_binds: dict[tuple[Flavor, DatabaseURL], Any] = {}
+        self._replica_binds: dict[tuple[Flavor, DatabaseURL, bool], Any] = {}
         self._sqlite_key: EngineKey | None = None
         self._schema_checked = False
         self.replicas = ReplicaRouter(
@@ -291,11 +291,12 @@ class SessionFactory:
             if key == "writer":
                 bind = self.writer_engine.execution_options(**{WRITE_OPTION: True})
                 maker = sessionmaker(bind=bind, **options)
-            elif key in ("reader:strong", "reader:eventual"):
-                engine = self.writer_engine if key == "reader:strong" else self.reader_engine
-                maker = sessionmaker(
-                    bind=self._read_only(engine), class_=self._reader_class, **options
-                )
+            elif key in ("reader:strong", "reader:eventual", "operation:strong"):
+                engine = self.reader_engine if key == "reader:eventual" else self.writer_engine
+                bind = self._read_only(engine)
+                if key.startswith("operation:"):
+                    bind = bind.execution_options(isolation_level="AUTOCOMMIT")
+                maker = sessionmaker(bind=bind, class_=self._reader_class, **options)
             elif key == "async_writer":
                 abind = self.async_writer_engine.execution_options(**{WRITE_OPTION: True})
                 maker = async_sessionmaker(bind=abind, **options)
@@ -349,14 +350,14 @@ class SessionFactory:
         elif choice.probe:
             choice.replica.health.probe_abandoned()
 
-    def _open_on_replica(self) -> Session | None:
+    def _open_on_replica(self, autocommit: bool = False) -> Session | None:
         """A reader session on a chosen replica, or None when none is usable: unreachable
         (marked down), too far behind, or every replica is backing off."""
         choice = self.replicas.choose()
         if choice is None:
             return None
         replica = choice.replica
-        bind = self._replica_bind(replica.url, "sync")
+        bind = self._replica_bind(replica.url, "sync", autocommit)
         session: Session = self._maker("reader:eventual")(bind=bind)
         session.info[REPLICA_INFO] = choice
         lag: float | None = None
@@ -415,12 +416,14 @@ class SessionFactory:
         replica.health.succeeded(probe=choice.probe)
         return session
 
-    def _replica_bind(self, url: DatabaseURL, flavor: Flavor) -> Any:
+    def _replica_bind(self, url: DatabaseURL, flavor: Flavor, autocommit: bool = False) -> Any:
         """A replica's read-only engine view, built once (dropped with the makers on dispose)."""
-        bind = self._replica_binds.get((flavor, url))
+        bind = self._replica_binds.get((flavor, url, autocommit))
         if bind is None:
             bind = self._read_only(self._engine("reader", flavor, url))
-            self._replica_binds[(flavor, url)] = bind
+            if autocommit:
+                bind = bind.execution_options(isolation_level="AUTOCOMMIT")
+            self._replica_binds[(flavor, url, autocommit)] = bind
         return bind
 
     def session_url(self, session: Session | AsyncSession | None) -> DatabaseURL:
@@ -428,16 +431,37 @@ class SessionFactory:
         choice = session.info.get(REPLICA_INFO) if session is not None else None
         return choice.replica.url if isinstance(choice, Choice) else self.storage.writer_url
 
+    @property
+    def _autocommit_operations(self) -> bool:
+        """Store's read operations run each statement in autocommit on PostgreSQL (see
+        `read_session`), unless a statement timeout needs a transaction for its SET LOCAL."""
+        return self.storage.backend == "postgresql" and self.storage.statement_timeout_ms is None
+
     @contextmanager
-    def read_session(self, consistency: Consistency = "eventual") -> Iterator[ReadOnlySession]:
+    def read_session(
+        self, consistency: Consistency = "eventual", *, operation: bool = False
+    ) -> Iterator[ReadOnlySession]:
         """Like `reader()`, but driver errors leave untranslated, so that a caller able to run
         its read again (reads.run_read) can tell a broken replica from a bad statement. The
-        session's `info[REPLICA_INFO]` names its replica."""
+        session's `info[REPLICA_INFO]` names its replica.
+
+        `operation`: the session runs one of Store's read operations, whose statements only
+        read. On PostgreSQL (without a statement timeout) each statement then runs in
+        autocommit: one round trip instead of three (BEGIN READ ONLY, the statement, COMMIT),
+        and under READ COMMITTED each statement had its own snapshot anyway. Sessions handed
+        to callers (`reader()`) keep their READ ONLY transaction: the server refuses any
+        write sent through them."""
         self.ensure_schema()
         self._touch()
-        session = self._open_on_replica() if consistency == "eventual" and self.replicas else None
+        autocommit = operation and self._autocommit_operations
+        session = (
+            self._open_on_replica(autocommit)
+            if consistency == "eventual" and self.replicas
+            else None
+        )
         if session is None:
-            session = self._open(self._maker("reader:strong"), self.storage.writer_url)
+            maker = self._maker("operation:strong" if autocommit else "reader:strong")
+            session = self._open(maker, self.storage.writer_url)
         with session:
             yield session  # type: ignore[misc]
             session.commit()
@@ -472,12 +496,20 @@ class SessionFactory:
             raise
 
     @contextmanager
-    def reader(self, consistency: Consistency = "eventual") -> Iterator[ReadOnlySession]:
+    def reader(
+        self, consistency: Consistency = "eventual", *, autocommit: bool = False
+    ) -> Iterator[ReadOnlySession]:
         """A read-only session on a replica (or on the primary when `consistency="strong"`,
-        when there is none, or when none is usable)."""
+        when there is none, or when none is usable).
+
+        `autocommit=True` (for code that only reads, statement by statement): on PostgreSQL
+        without a statement timeout each statement is its own transaction, one round trip
+        instead of BEGIN READ ONLY + statement + COMMIT. ORM writes are still refused, but the
+        server no longer refuses a write sent as SQL text, and server-side cursors (yield_per)
+        need the default transaction."""
         session: ReadOnlySession | None = None
         try:
-            with self.read_session(consistency) as session:
+            with self.read_session(consistency, operation=autocommit) as session:
                 yield session
         except DBAPIError as exc:
             raise_translated(exc, self.session_url(session))

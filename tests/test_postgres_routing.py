@@ -8,10 +8,13 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from reflexio_store import PoolTimeoutError, SessionFactory
+from reflexio_store import PoolTimeoutError, SessionFactory, StatementTimeoutError
 from reflexio_store.models import Request
+from reflexio_store.reads import run_read
+from reflexio_store.sessions import Consistency
 from reflexio_store.settings import StorageSettings
 from tests.conftest import PgEndpoints, make_pg_config
 
@@ -197,9 +200,10 @@ def test_statement_timeout_applies_to_reader_transactions(pg: PgEndpoints, pg_sc
     settings = StorageSettings(REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS=100)
     factory = SessionFactory.from_config(make_pg_config(pg, pg_schema), settings=settings)
     try:
-        with pytest.raises(DBAPIError) as info, factory.reader() as session:
+        with pytest.raises(StatementTimeoutError) as info, factory.reader() as session:
             session.execute(text("SELECT pg_sleep(2)"))
-        assert "statement timeout" in str(info.value.orig)
+        assert "REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS" in str(info.value)
+        assert info.value.__cause__ is None  # the driver's error (and parameters) stay behind
         with factory.writer() as session:  # writers are not limited
             session.execute(text("SELECT pg_sleep(0.2)"))
     finally:
@@ -235,3 +239,42 @@ def test_each_schema_is_a_separate_organization(pg: PgEndpoints, pg_schema: str)
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
         admin.dispose()
+
+
+def _in_own_transaction(session: Session) -> tuple[bool, str]:
+    """(the statement is its transaction's first and only one, transaction_read_only): in
+    autocommit PostgreSQL starts a transaction with each statement, at the statement's own
+    timestamp; after a BEGIN sent earlier, now() is older than statement_timestamp()."""
+    row = session.execute(
+        text("SELECT now() = statement_timestamp(), current_setting('transaction_read_only')")
+    ).one()
+    return bool(row[0]), str(row[1])
+
+
+@pytest.mark.parametrize("consistency", ["eventual", "strong"])
+def test_store_reads_run_each_statement_in_autocommit(
+    pg_factory: SessionFactory, consistency: Consistency
+) -> None:
+    """Store's read operations send no BEGIN READ ONLY / COMMIT: one round trip a statement,
+    on the replica and on the primary."""
+    own, _ = run_read(pg_factory, consistency, _in_own_transaction)
+    assert own is True
+    # Sessions handed to callers keep their READ ONLY transaction on the server.
+    with pg_factory.reader(consistency) as session:
+        assert _in_own_transaction(session) == (False, "on")
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            session.execute(text("CREATE TABLE must_not_exist (x int)"))
+
+
+def test_store_reads_keep_a_transaction_for_the_statement_timeout(
+    pg: PgEndpoints, pg_schema: str
+) -> None:
+    settings = StorageSettings(REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS=100)
+    factory = SessionFactory.from_config(make_pg_config(pg, pg_schema), settings=settings)
+    try:
+        for consistency in ("eventual", "strong"):
+            assert run_read(factory, consistency, _in_own_transaction) == (False, "on")
+            with pytest.raises(StatementTimeoutError, match="statement timeout"):
+                run_read(factory, consistency, lambda s: s.execute(text("SELECT pg_sleep(2)")))
+    finally:
+        factory.dispose()

@@ -62,6 +62,13 @@ class AdapterCore(BaseStorage):
 
     @contextmanager
     def _fresh(self) -> Iterator[Session]:
+        # These reads only read: each statement in autocommit (one round trip on PostgreSQL).
+        with self.factory.reader("strong", autocommit=True) as session:
+            yield session
+
+    @contextmanager
+    def _fresh_transaction(self) -> Iterator[Session]:
+        """`_fresh` in a READ ONLY transaction, which a server-side cursor (yield_per) needs."""
         with self.factory.reader("strong") as session:
             yield session
 

@@ -516,7 +516,7 @@ class ProfilePart(AdapterCore):
         if req.source:
             stmt = stmt.where(func.lower(m.Profile.source) == req.source.lower())
         out: list[UserProfile] = []
-        with self._fresh() as session:
+        with self._fresh_transaction() as session:
             for row in session.scalars(stmt.execution_options(yield_per=200)):
                 profile = c.profile_out(row)
                 if req.extractor_name and req.extractor_name not in (profile.extractor_names or []):
