@@ -8,10 +8,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import select, text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from reflexio_store.enums import Status
 from reflexio_store.errors import ConflictError, NotFoundError, ValidationError
+from reflexio_store.models import Profile
 from reflexio_store.store import Store
+from reflexio_store.types import Embedding
 from tests.support.store_helpers import T0, vec
 
 
@@ -196,3 +200,33 @@ def test_ids_are_checked_and_large_id_lists_work(store: Store) -> None:
     assert store.archive_profiles(many) == 1
     assert store.delete_profiles([*many, ids[0]]) == 2
     assert store.count_profiles() == 0
+
+
+def test_embeddings_come_back_as_the_stored_float32_values(
+    store: Store, sync_replica: Callable[[], None]
+) -> None:
+    """Both databases return exactly the float32 values they store (PostgreSQL sends them in
+    pgvector's binary form); values that float32 cannot hold come back rounded to it."""
+    dims = store.factory.storage.embedding_dimensions
+    wanted = [0.1 + i / 3 for i in range(dims)]  # none of these is a float32 value
+    row = {"user_id": "u", "content": "x", "embedding": wanted, "status": "current"}
+    (pid,) = store.add_profiles([row])
+    sync_replica()
+    stored = [float(np.float32(x)) for x in wanted]
+    assert stored != wanted
+    profile = store.get_profile(pid)
+    assert profile is not None and profile.embedding == stored
+    hits = store.search_profiles(embedding=wanted, mode="vector", include_embedding=True)
+    assert [h.item.embedding for h in hits] == [stored]
+    # SQL text selecting the column with the type still decodes (from the vector's text form).
+    schema = store.factory.storage.schema
+    table = f'"{schema}".profiles' if schema else "profiles"
+    typed = text(f"SELECT embedding FROM {table}").columns(embedding=Embedding(dims))
+    with store.factory.reader("strong") as session:
+        assert session.execute(typed).scalar_one() == stored
+
+
+def test_postgres_selects_vectors_in_binary() -> None:
+    stmt = select(Profile.embedding)
+    assert "vector_send(profiles.embedding)" in str(stmt.compile(dialect=postgresql.dialect()))
+    assert "vector_send" not in str(stmt.compile(dialect=sqlite.dialect()))
