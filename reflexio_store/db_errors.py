@@ -53,6 +53,22 @@ def server_reason(exc: BaseException, url: DatabaseURL | URL | str | None = None
     return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 3] + "..."
 
 
+_TOO_LARGE = (
+    "number of parameters must be between",  # psycopg: at most 65,535 bound values
+    "too many sql variables",  # SQLite's SQLITE_MAX_VARIABLE_NUMBER
+    "expression tree is too large",  # SQLite's SQLITE_MAX_EXPR_DEPTH
+)
+
+
+def is_statement_too_large(exc: BaseException) -> bool:
+    """The database or its driver refused a statement for its size (too many bound values, an
+    expression too deep): the operation's input was too large, the database is fine."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    text = str(exc.orig).lower()
+    return any(marker in text for marker in _TOO_LARGE)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True when `exc` says the database could not be reached or refused the connection (as
     opposed to a bad statement): a connection-level OperationalError or an invalidated
@@ -66,8 +82,9 @@ def is_unavailable(exc: BaseException) -> bool:
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if sqlstate is None:
         # psycopg gives no SQLSTATE when the connection itself failed; SQLite's "unable to
-        # open database file" also lands here, while "database is locked" is a busy database.
-        return "locked" not in str(exc.orig).lower()
+        # open database file" also lands here, while "database is locked" is a busy database
+        # and a statement with too many parameters was refused by the client library.
+        return "locked" not in str(exc.orig).lower() and not is_statement_too_large(exc)
     return str(sqlstate).startswith(_UNAVAILABLE_SQLSTATES)
 
 

@@ -22,12 +22,13 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from reflexio_store.db_errors import is_unavailable, server_reason
+from reflexio_store.db_errors import is_statement_too_large, is_unavailable, server_reason
 from reflexio_store.errors import (
     DatabaseBusyError,
     DatabaseUnavailableError,
     ReflexioStoreError,
     StatementTimeoutError,
+    ValidationError,
 )
 from reflexio_store.urls import DatabaseURL
 
@@ -101,6 +102,14 @@ def translate(
             f"The SQLite database {where} stayed locked by another writer for longer than its "
             f"busy timeout, set by {BUSY_TIMEOUT_SETTING}. Raise that timeout, keep write "
             "transactions short, or retry the operation."
+        )
+    if is_statement_too_large(exc):
+        reason = str(getattr(exc, "orig", exc)).strip()
+        return ValidationError(
+            f"The operation's input makes a statement larger than the database takes ({reason}): "
+            "PostgreSQL binds at most 65,535 values per statement, SQLite limits bound variables "
+            "and expression depth. Pass fewer values (ids, filter lists, metadata_filter keys) "
+            "or split the call; nothing was written."
         )
     if is_statement_timeout(exc):
         return StatementTimeoutError(

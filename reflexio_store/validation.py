@@ -346,6 +346,12 @@ def _json_problem(value: Any, depth: int, budget: list[int]) -> str | None:
         budget[0] -= size + 2
         return None
     if kind is dict or kind is list or kind is tuple or isinstance(value, Mapping):
+        if isinstance(value, Mapping) and not isinstance(value, dict):
+            # json.dumps encodes dicts (and their subclasses) only.
+            return (
+                f"a {_type_name(value)} (a JSON object inside a value must be a dict: convert "
+                "it with dict())"
+            )
         if depth >= MAX_JSON_DEPTH:
             return f"nesting deeper than {MAX_JSON_DEPTH} levels"
         if isinstance(value, Mapping):

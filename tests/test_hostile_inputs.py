@@ -15,9 +15,11 @@ REFLEXIO_HOSTILE_EXAMPLES overrides it) run on each database, in well under a mi
 
 from __future__ import annotations
 
+import collections
 import inspect
 import os
 import time
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -626,3 +628,59 @@ def test_the_largest_searched_text_is_stored_on_both(factory: SessionFactory) ->
     )
     with pytest.raises(ValidationError, match="content is larger than"):
         store.add_request("u", [{"content": text + " more"}])
+
+
+# -- statements too large for the database, nested mappings (found by a fuzzing campaign) ----
+
+
+def _ids(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}{i}" for i in range(count)]
+
+
+def test_must_contain_filters_are_capped(store: Store) -> None:
+    from reflexio_store.errors import ValidationError
+
+    assert store.list_profiles(tags=_ids("t", 100)) == []
+    with pytest.raises(ValidationError, match="at most 100 values"):
+        store.list_profiles(tags=_ids("t", 101))
+    with pytest.raises(ValidationError, match="at most 100 values"):
+        store.count_profiles(extractor_name=_ids("e", 1000))
+
+
+def test_a_statement_too_large_is_bad_input_not_an_outage(store: Store) -> None:
+    """Too many bound values (PostgreSQL: 65,535; SQLite: its variable limit) or an expression
+    too deep (SQLite) is a ValidationError, and a replica that refused nothing stays up."""
+    from reflexio_store.errors import ValidationError
+
+    store.save_state("r1", {"status": "x"})
+    calls: list[Callable[[], Any]] = [
+        lambda: store.search_interactions(
+            "hi", user_id=_ids("u", 50_000), request_id=_ids("r", 50_000), role=_ids("x", 50_000)
+        ),
+    ]
+    if store.factory.backend == "postgresql":
+        calls.append(
+            lambda: store.list_profiles(user_id=_ids("u", 40_000), source=_ids("s", 40_000))
+        )
+    else:
+        calls.append(lambda: store.list_runs(metadata_filter={f"k{i}": i for i in range(500)}))
+    for call in calls:
+        with pytest.raises(ValidationError, match="larger than the database takes"):
+            call()
+    for replica in store.factory.replicas.replicas:
+        assert replica.health.state == "up" and replica.health.failures == 0
+
+
+@pytest.mark.parametrize(
+    "nested",
+    [types.MappingProxyType({"b": 1}), collections.UserDict(b=1), collections.ChainMap({"b": 1})],
+    ids=["mappingproxy", "UserDict", "ChainMap"],
+)
+def test_nested_mappings_that_are_not_dicts_are_refused(store: Store, nested: Any) -> None:
+    from reflexio_store.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="must be a dict"):
+        store.upsert_operation_state("svc", {"a": nested})
+    with pytest.raises(ValidationError, match="must be a dict"):
+        store.save_state("r2", {"status": "x", "metadata": {"a": nested}})
+    assert store.load_state("r2") is None and store.get_operation_state("svc") is None

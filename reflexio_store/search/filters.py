@@ -17,6 +17,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from reflexio_store.dialect import json_list_contains
 from reflexio_store.enums import PlaybookReviewStatus, Status
+from reflexio_store.errors import ValidationError
 from reflexio_store.validation import enum_filter, optional_aware, text_filter
 
 Conditions = list[ColumnElement[bool]]
@@ -71,9 +72,19 @@ def created_between(
     return conditions
 
 
+MAX_CONTAINS_ALL = 100
+"""Values a must-contain-every-one filter (tags, extractor_name) takes: each is a condition of
+its own, and SQLite refuses an expression about 1,000 conditions deep."""
+
+
 def contains_all(column: Column, values: str | Sequence[str] | None, field: str) -> Conditions:
     """The JSON list in column holds every one of values (the same on both databases)."""
     items = text_filter(values, field)
+    if items is not None and len(items) > MAX_CONTAINS_ALL:
+        raise ValidationError(
+            f"{field} takes at most {MAX_CONTAINS_ALL} values (a row must hold every one of "
+            f"them), got {len(items)}."
+        )
     return [] if items is None else [json_list_contains(column, v) for v in items]
 
 
