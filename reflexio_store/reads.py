@@ -95,7 +95,7 @@ def run_read(
     kwargs = kwargs or {}
     choice: Any = None
     try:
-        with factory.read_session(consistency, operation=True) as session:
+        with factory.read_session(consistency, autocommit=True) as session:
             choice = session.info.get(REPLICA_INFO)
             return fn(session, *args, **kwargs)
     except DBAPIError as exc:
@@ -105,7 +105,7 @@ def run_read(
             )
             raise
     try:
-        with factory.read_session("strong", operation=True) as session:
+        with factory.read_session("strong", autocommit=True) as session:
             return fn(session, *args, **kwargs)
     except DBAPIError as exc:
         raise_translated(exc, factory.storage.writer_url)

@@ -291,10 +291,10 @@ class SessionFactory:
             if key == "writer":
                 bind = self.writer_engine.execution_options(**{WRITE_OPTION: True})
                 maker = sessionmaker(bind=bind, **options)
-            elif key in ("reader:strong", "reader:eventual", "operation:strong"):
+            elif key in ("reader:strong", "reader:eventual", "reader:strong:autocommit"):
                 engine = self.reader_engine if key == "reader:eventual" else self.writer_engine
                 bind = self._read_only(engine)
-                if key.startswith("operation:"):
+                if key.endswith(":autocommit"):
                     bind = bind.execution_options(isolation_level="AUTOCOMMIT")
                 maker = sessionmaker(bind=bind, class_=self._reader_class, **options)
             elif key == "async_writer":
@@ -439,13 +439,13 @@ class SessionFactory:
 
     @contextmanager
     def read_session(
-        self, consistency: Consistency = "eventual", *, operation: bool = False
+        self, consistency: Consistency = "eventual", *, autocommit: bool = False
     ) -> Iterator[ReadOnlySession]:
         """Like `reader()`, but driver errors leave untranslated, so that a caller able to run
         its read again (reads.run_read) can tell a broken replica from a bad statement. The
         session's `info[REPLICA_INFO]` names its replica.
 
-        `operation`: the session runs one of Store's read operations, whose statements only
+        `autocommit`: the session runs one of Store's read operations, whose statements only
         read. On PostgreSQL (without a statement timeout) each statement then runs in
         autocommit: one round trip instead of three (BEGIN READ ONLY, the statement, COMMIT),
         and under READ COMMITTED each statement had its own snapshot anyway. Sessions handed
@@ -453,14 +453,14 @@ class SessionFactory:
         write sent through them."""
         self.ensure_schema()
         self._touch()
-        autocommit = operation and self._autocommit_operations
+        autocommit = autocommit and self._autocommit_operations
         session = (
             self._open_on_replica(autocommit)
             if consistency == "eventual" and self.replicas
             else None
         )
         if session is None:
-            maker = self._maker("operation:strong" if autocommit else "reader:strong")
+            maker = self._maker("reader:strong:autocommit" if autocommit else "reader:strong")
             session = self._open(maker, self.storage.writer_url)
         with session:
             yield session  # type: ignore[misc]
@@ -509,7 +509,7 @@ class SessionFactory:
         need the default transaction."""
         session: ReadOnlySession | None = None
         try:
-            with self.read_session(consistency, operation=autocommit) as session:
+            with self.read_session(consistency, autocommit=autocommit) as session:
                 yield session
         except DBAPIError as exc:
             raise_translated(exc, self.session_url(session))
