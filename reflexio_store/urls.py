@@ -66,6 +66,21 @@ def mask_url(url: URL | str) -> str:
     return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
+def _check_query_ports(url: URL, source: str) -> None:
+    """`?port=` (one port, or one per host, comma-separated) must be numbers 1-65535:
+    SQLAlchemy would otherwise raise a bare ArgumentError at the first connection."""
+    given = url.query.get("port")
+    if given is None:
+        return
+    values = [given] if isinstance(given, str) else list(given)
+    for port in (p.strip() for value in values for p in value.split(",")):
+        if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigurationError(
+                f"{source} ({mask_url(url)}) has ?port={port[:20]!r}; a port is a number "
+                "1-65535 (one per host, comma-separated)."
+            )
+
+
 def parse_database_url(raw: str | URL, source: str = "The database URL") -> DatabaseURL:
     """Validate a URL and normalise it to the driver reflexio_store uses.
 
@@ -96,6 +111,7 @@ def parse_database_url(raw: str | URL, source: str = "The database URL") -> Data
                 "A PostgreSQL URL is configured but psycopg 3 is not installed. "
                 "Install it with: pip install 'psycopg[binary]>=3.2'"
             )
+        _check_query_ports(url, source)
         return DatabaseURL("postgresql", url.set(drivername="postgresql+psycopg"))
     if scheme in _SQLITE_SCHEMES:
         if url.host or url.username or url.password:

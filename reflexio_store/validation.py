@@ -30,6 +30,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
@@ -91,7 +92,9 @@ def require_text(
         raise ValidationError(f"{field} is larger than {max_bytes} bytes; split or shorten it.")
     if not allow_empty and not value.strip():
         raise ValidationError(f"{field} must not be empty.")
-    return str(value)
+    # str.__str__ copies a subclass's characters (the ones just checked); str() would call an
+    # overridden __str__, which could return anything.
+    return value if type(value) is str else str.__str__(value)
 
 
 def optional_text(value: Any, field: str) -> str | None:
@@ -131,21 +134,40 @@ def filter_key(value: Any, field: str) -> str | None:
 # -- lists -----------------------------------------------------------------------------------
 
 
+def _length(items: Any) -> int:
+    """len(items); a length beyond the machine's index range (range(10**20)) counts as huge."""
+    try:
+        return len(items)
+    except OverflowError:
+        return sys.maxsize
+
+
 def check_batch(items: Any, what: str) -> None:
-    if len(items) > MAX_BATCH:
+    size = _length(items)
+    if size > MAX_BATCH:
         raise ValidationError(
-            f"{len(items)} {what} in one call; the limit is {MAX_BATCH}. Send smaller batches."
+            f"{size} {what} in one call; the limit is {MAX_BATCH}. Send smaller batches."
         )
 
 
-def as_list(value: Any, field: str) -> list[Any]:
-    """A list from a list, tuple or other iterable; a single text, bytes or mapping is refused
-    (a str would otherwise be read as a list of one-character ids)."""
+def as_list(value: Any, field: str, *, most: int = MAX_BATCH) -> list[Any]:
+    """A list from a list, tuple or other iterable; a single text, bytes, mapping or 0-d array
+    is refused (a str would otherwise be read as a list of one-character ids). An iterable that
+    is not a list is read up to `most` + 1 items, so an endless generator cannot hang the call."""
     if isinstance(value, list):
         return value
-    if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+    if (
+        isinstance(value, (str, bytes, bytearray, Mapping))
+        or not isinstance(value, Iterable)
+        or (isinstance(value, np.ndarray) and value.ndim == 0)
+    ):
         raise ValidationError(f"{field} must be a list, got {_type_name(value)}.")
-    return list(value)
+    items = list(islice(value, most + 1))
+    if len(items) > most:
+        raise ValidationError(
+            f"{field} holds more than {most} items; the limit is {most}. Send smaller batches."
+        )
+    return items
 
 
 def _id_list(values: Any, field: str) -> list[Any]:
@@ -202,6 +224,15 @@ def text_list(value: Any, field: str) -> list[str]:
 
 
 # -- enums -----------------------------------------------------------------------------------
+
+
+def choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
+    """One of the `allowed` words. Checked as text first: `in` on an array-like value would
+    compare element-wise and raise numpy's "truth value is ambiguous"."""
+    if isinstance(value, str) and value in allowed:
+        return value if type(value) is str else str.__str__(value)
+    shown = repr(value) if isinstance(value, str) and len(value) <= 40 else _type_name(value)
+    raise ValidationError(f"Unknown {what} {shown}; expected one of: {', '.join(allowed)}.")
 
 
 def parse_enum(enum_cls: type[E], value: Any, field: str = "status") -> E:
@@ -309,7 +340,16 @@ def require_aware(value: Any, field: str) -> datetime:
         )
     if value.tzinfo is UTC:
         return value
-    offset = value.utcoffset()
+    offset: timedelta | Literal[False] | None
+    try:
+        offset = value.utcoffset()
+    except (ValueError, TypeError):
+        # A tzinfo whose offset is 24 hours or more, or not a timedelta.
+        offset = False
+    if offset is False:
+        raise ValidationError(
+            f"{field} has a tzinfo whose UTC offset is not a timedelta within 24 hours."
+        )
     if offset is None:
         raise ValidationError(
             f"{field} is a naive datetime; pass a timezone-aware one, e.g. "
@@ -384,7 +424,7 @@ def _json_problem(value: Any, depth: int, budget: list[int]) -> str | None:
         budget[0] -= 24
         return None
     if isinstance(value, str):
-        return _json_problem(str(value), depth, budget)
+        return _json_problem(str.__str__(value), depth, budget)
     if isinstance(value, list):
         return _json_problem(list(value), depth, budget)
     return (
@@ -413,13 +453,39 @@ def json_object(value: Any, field: str) -> dict[str, Any]:
     return result
 
 
+MAX_FILTER_DEPTH = 16
+"""Deepest JSON pattern a filter takes: SQLite compiles each level into nested SQL, and the
+compiler recurses once per level (about 60 levels exhaust Python's recursion limit)."""
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, (list, tuple)):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def json_filter(value: Any, field: str) -> dict[str, Any]:
+    """A JSON object used as a containment pattern: json_object, nested at most
+    MAX_FILTER_DEPTH levels."""
+    result = json_object(value, field)
+    if _depth(result) > MAX_FILTER_DEPTH:
+        raise ValidationError(
+            f"{field} is nested deeper than {MAX_FILTER_DEPTH} levels; a filter pattern this "
+            "deep cannot be compiled. Filter on a shallower part of the document."
+        )
+    return result
+
+
 def optional_json_object(value: Any, field: str) -> dict[str, Any] | None:
     return None if value is None else json_object(value, field)
 
 
 def json_list(value: Any, field: str) -> list[Any]:
     """A JSON array (any non-text iterable) that passes check_json, as a list."""
-    result = as_list(value, field)
+    # Each JSON item takes at least one byte, so MAX_JSON_BYTES items is a safe read bound.
+    result = as_list(value, field, most=MAX_JSON_BYTES)
     check_json(result, field)
     return result
 

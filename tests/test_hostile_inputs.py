@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import collections
 import inspect
+import itertools
 import os
 import time
 import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -72,6 +74,27 @@ class Opaque:
 
 OPAQUE = Opaque()
 
+
+class DayLongOffset(tzinfo):
+    """A tzinfo whose offset is 25 hours: datetime.utcoffset() itself raises ValueError."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return timedelta(hours=25)
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+    def __repr__(self) -> str:
+        return "DayLongOffset()"
+
+
+class ShiftyStr(str):
+    """Text whose __str__ returns something else (here a NUL); its characters are what count."""
+
+    def __str__(self) -> str:
+        return "\x00"
+
+
 HOSTILE_SCALARS: list[Any] = [
     None,
     "",
@@ -115,6 +138,13 @@ HOSTILE_SCALARS: list[Any] = [
     date(2026, 1, 1),
     timedelta(days=-1),
     timedelta(days=10**6),
+    # Array-likes where a word or a list is expected: `in` and `==` on them are element-wise.
+    np.array(["u1", "u2"]),
+    np.array(["strong"]),
+    np.array(5),
+    np.array([1.0, 2.0]),
+    range(10**20),
+    ShiftyStr("u1"),
 ]
 
 ALPHABET = list("ab Z9é-_'\"\\%/+.:語\u2028\x00\ud800\udc00")
@@ -684,3 +714,76 @@ def test_nested_mappings_that_are_not_dicts_are_refused(store: Store, nested: An
     with pytest.raises(ValidationError, match="must be a dict"):
         store.save_state("r2", {"status": "x", "metadata": {"a": nested}})
     assert store.load_state("r2") is None and store.get_operation_state("svc") is None
+
+
+# -- array-likes, endless iterables, deep filters, odd tzinfos (fuzzing findings) ------------
+
+
+def test_array_likes_where_a_word_is_expected_are_refused(store: Store) -> None:
+    from reflexio_store.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="Unknown consistency ndarray"):
+        store.get_profile("p", consistency=np.array(["strong"]))
+    with pytest.raises(ValidationError, match="Unknown search mode ndarray"):
+        store.search_profiles("hi", mode=np.array(["text", "hybrid"]))
+    with pytest.raises(ValidationError, match="state\\['run_id'\\] must be text"):
+        store.save_state("r1", {"run_id": np.array(["r1", "r2"]), "status": "x"})
+    with pytest.raises(ValidationError, match="interactions must be a list of mappings"):
+        store.add_requests([{"user_id": "u", "interactions": np.array([{"content": "x"}])}])
+    with pytest.raises(ValidationError, match="interactions must be a list of mappings, got str"):
+        store.add_requests([{"user_id": "u", "interactions": "hello"}])
+    assert store.load_state("r1") is None and store.count_requests() == 0
+
+
+def test_iterables_are_read_only_up_to_the_batch_limit(store: Store) -> None:
+    """An endless iterator is refused after MAX_BATCH + 1 items instead of hanging the call;
+    range(10**20) (no len()) and a 0-d array are refused too."""
+    from reflexio_store.errors import ValidationError
+    from reflexio_store.validation import MAX_BATCH
+
+    endless = (f"p{i}" for i in itertools.count())
+    with pytest.raises(ValidationError, match=f"more than {MAX_BATCH} items"):
+        store.get_profiles_by_ids(endless)
+    assert next(endless) == f"p{MAX_BATCH + 1}"  # read no further than the limit
+    with pytest.raises(ValidationError, match=f"more than {MAX_BATCH} items"):
+        store.delete_requests(range(10**20))
+    with pytest.raises(ValidationError, match="must be a list, got ndarray"):
+        store.delete_requests(np.array(5))
+    assert store.get_profiles_by_ids(np.array(["p1", "p2"])) == []
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    pattern: Any = "leaf"
+    for _ in range(depth - 1):
+        pattern = [pattern]
+    return {"k": pattern}
+
+
+def test_metadata_filters_are_capped_in_depth(store: Store) -> None:
+    from reflexio_store.errors import ValidationError
+    from reflexio_store.validation import MAX_FILTER_DEPTH
+
+    store.save_state("deep", {"status": "done", "metadata": _nested(MAX_FILTER_DEPTH)})
+    found = store.list_runs(metadata_filter=_nested(MAX_FILTER_DEPTH))
+    assert [run["run_id"] for run in found] == ["deep"]
+    with pytest.raises(ValidationError, match=f"deeper than {MAX_FILTER_DEPTH} levels"):
+        store.list_runs(metadata_filter=_nested(MAX_FILTER_DEPTH + 1))
+    with pytest.raises(ValidationError, match=f"deeper than {MAX_FILTER_DEPTH} levels"):
+        store.list_runs(metadata_filter=_nested(63))
+
+
+def test_a_tzinfo_with_an_impossible_offset_is_refused(store: Store) -> None:
+    from reflexio_store.errors import ValidationError
+
+    when = datetime(2026, 1, 1, tzinfo=DayLongOffset())
+    with pytest.raises(ValidationError, match="created_at has a tzinfo whose UTC offset"):
+        store.save_state("r1", {"status": "x", "created_at": when})
+    assert store.load_state("r1") is None
+
+
+def test_text_subclasses_are_stored_by_their_characters(store: Store) -> None:
+    """A str subclass is stored as the characters that were checked, whatever its __str__."""
+    store.save_state(ShiftyStr("r1"), {"status": ShiftyStr("running")})
+    assert store.load_state("r1") == store.load_state(ShiftyStr("r1"))
+    state = store.load_state("r1")
+    assert state is not None and state["status"] == "running" and type(state["status"]) is str

@@ -281,3 +281,20 @@ def test_bad_port_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch, port
     with pytest.raises(ConfigurationError, match="port") as info:
         resolve_storage()
     assert "REFLEXIO_DB_URL" in str(info.value) and SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize("query", ["port=abc", "port=5432,x", "port=70000", "port=1&port=0"])
+def test_bad_query_port_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    """libpq's `?port=` (one per host) is checked up front: SQLAlchemy would raise a bare
+    ArgumentError at the first connection."""
+    monkeypatch.setenv("REFLEXIO_DB_URL", f"postgresql://u:{SECRET}@h1,h2/db?{query}")
+    with pytest.raises(ConfigurationError, match=r"\?port=.*a port is a number") as info:
+        resolve_storage()
+    assert SECRET not in str(info.value)
+
+
+def test_query_ports_one_per_host_are_accepted() -> None:
+    url = parse_database_url("postgresql://u@h1,h2/db?port=5432,5433").url
+    assert url.query["port"] == "5432,5433"

@@ -37,6 +37,7 @@ from reflexio_store.types import Embedding
 from reflexio_store.validation import (
     FLOAT_MAX,
     check_embedding,
+    choice,
     optional_query,
     require_bool,
     require_int,
@@ -76,8 +77,7 @@ def build_request(
             if (query is not None and embedding is not None)
             else ("text" if embedding is None else "vector")
         )
-    if mode not in MODES:
-        raise ValidationError(f"Unknown search mode {mode!r}; expected one of: {', '.join(MODES)}.")
+    mode = choice(mode, MODES, "search mode")
     if not fulltext and mode != "vector":
         raise ValidationError(
             f"This table is searched by vector only; mode {mode!r} is not offered."

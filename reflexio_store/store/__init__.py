@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from reflexio_store.errors import ValidationError
 from reflexio_store.reads import run_read
 from reflexio_store.sessions import Consistency, SessionFactory, get_session_factory
 from reflexio_store.settings import StorageConfig
@@ -25,6 +24,7 @@ from reflexio_store.store.search import SearchOperations
 from reflexio_store.store.share_links import ShareLinkOperations
 from reflexio_store.store.user_playbooks import UserPlaybookOperations
 from reflexio_store.store.workflow import WorkflowOperations
+from reflexio_store.validation import choice
 from reflexio_store.worker_threads import run_in_worker
 
 
@@ -55,9 +55,7 @@ def _consistency(
     if op.route == "fresh":
         return "strong", kwargs
     rest = dict(kwargs)
-    value = rest.pop("consistency", "eventual")
-    if value not in ("eventual", "strong"):
-        raise ValidationError(f"consistency must be 'eventual' or 'strong', not {value!r}.")
+    value = choice(rest.pop("consistency", "eventual"), ("eventual", "strong"), "consistency")
     return ("strong" if value == "strong" else "eventual"), rest
 
 

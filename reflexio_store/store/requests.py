@@ -100,9 +100,16 @@ def _prepare(
         given = convert_row(item, _REQUEST_FIELDS, dims, "request", index)
         if given.get("user_id") is None:
             raise ValidationError(f"request[{index}] needs user_id: pass it as text.")
-        interactions = given.pop("interactions", None) or []
-        if isinstance(interactions, Mapping) or not isinstance(interactions, Sequence):
-            raise ValidationError(f"request[{index}].interactions must be a list of mappings.")
+        interactions = given.pop("interactions", None)
+        if interactions is None:
+            interactions = []
+        elif isinstance(interactions, (str, bytes, bytearray, Mapping)) or not isinstance(
+            interactions, Sequence
+        ):
+            raise ValidationError(
+                f"request[{index}].interactions must be a list of mappings, got "
+                f"{type(interactions).__name__}."
+            )
         row = {
             "request_id": given.get("request_id") or uuid.uuid4().hex,
             "user_id": given["user_id"],

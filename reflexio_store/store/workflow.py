@@ -33,6 +33,7 @@ from reflexio_store.store.crud import rowcount
 from reflexio_store.store.workflow_rows import raw_columns, state_from_row, states_from_rows
 from reflexio_store.validation import (
     filter_key,
+    json_filter,
     json_object,
     optional_aware,
     optional_key,
@@ -95,7 +96,7 @@ def _state_params(run_id: Any, state: Any) -> dict[str, Any]:
             f"Unknown workflow state field(s) {sorted(map(str, unknown))}; accepted fields are "
             f"{', '.join(STATE_FIELDS)}. Put anything else in pipeline_context or metadata."
         )
-    if "run_id" in state and state["run_id"] != run_id:
+    if "run_id" in state and require_key(state["run_id"], "state['run_id']") != run_id:
         raise ValidationError(
             f"state['run_id'] is {state['run_id']!r} but run_id is {run_id!r}; they must match."
         )
@@ -194,7 +195,7 @@ def build_list_query(
     if pipeline_name is not None:
         stmt = stmt.where(_c.pipeline_name == filter_key(pipeline_name, "pipeline_name"))
     if metadata_filter is not None:
-        metadata_filter = json_object(metadata_filter, "metadata_filter")
+        metadata_filter = json_filter(metadata_filter, "metadata_filter")
         if metadata_filter:
             stmt = stmt.where(json_contains(_c.metadata, metadata_filter))
     stmt = stmt.order_by(_c.created_at.desc(), _c.run_id.desc())
