@@ -33,6 +33,17 @@ def _secrets_of(url: DatabaseURL | URL | str | None) -> list[str]:
     return [str(s) for s in found if s]
 
 
+_SHORT_SECRET = 6
+
+
+def _masked(text: str, secret: str) -> str:
+    """`text` with `secret` replaced by ***. A short secret is replaced only where it stands
+    alone: replacing every "e" would mangle the message and show which letters the password is."""
+    if len(secret) >= _SHORT_SECRET:
+        return text.replace(secret, "***")
+    return re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", "***", text)
+
+
 def server_reason(exc: BaseException, url: DatabaseURL | URL | str | None = None) -> str:
     """One line saying why the driver or server refused: 'password authentication failed for
     user "app"', 'Connection refused', 'the database system is starting up'. Any password of
@@ -48,7 +59,7 @@ def server_reason(exc: BaseException, url: DatabaseURL | URL | str | None = None
     else:
         reason = first.removeprefix("connection failed: ")
     for secret in _secrets_of(url):
-        reason = reason.replace(secret, "***")
+        reason = _masked(reason, secret)
     reason = reason.strip() or type(orig).__name__
     return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 3] + "..."
 

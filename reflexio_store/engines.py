@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from reflexio_store.errors import ConfigurationError
 from reflexio_store.json_text import postgres_json_dumps
 from reflexio_store.pool import BoundedAsyncQueuePool, BoundedQueuePool, labelled_pool_class
-from reflexio_store.settings import PoolSettings
+from reflexio_store.settings import PoolSettings, expand_home
 from reflexio_store.urls import SECRET_QUERY_KEYS, DatabaseURL
 
 Role = Literal["writer", "reader"]
@@ -125,8 +125,20 @@ def _sqlite_path(url: DatabaseURL) -> str:
     path = url.sqlite_path
     if path is None:
         return ":memory:"
-    path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = expand_home(path, "The SQLite path")
+    problem = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:
+        # FileExistsError (a file where a folder should be), NotADirectoryError, name too long,
+        # permission denied, an embedded NUL.
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if problem is not None:
+        raise ConfigurationError(
+            f"Cannot create the folder of the SQLite database {str(path)[:200]}: {problem}. "
+            "Choose a path in a writable folder (REFLEXIO_DB_URL=sqlite:////abs/path/reflexio.db "
+            "or SQLITE_FILE_DIRECTORY)."
+        )
     return str(path)
 
 

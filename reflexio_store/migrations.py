@@ -76,17 +76,27 @@ def head_revision() -> str:
     return head
 
 
+def _require_revision(revision: object) -> None:
+    # Alembic answers an empty revision with a bare AssertionError.
+    if not isinstance(revision, str) or not revision.strip():
+        raise ConfigurationError(
+            f"No revision given: pass one of {', '.join(known_revisions())}, or head, base, +N, -N."
+        )
+
+
 def upgrade(storage: ResolvedStorage, revision: str = "head", *, sql: bool = False) -> None:
     """Upgrade `storage`'s schema (organization) to `revision`.
 
     Raises ConfigurationError for an unknown revision and DatabaseUnavailableError (masked URL,
     the server's reason) when the database cannot be reached or refuses the login."""
+    _require_revision(revision)
     with _ALEMBIC_LOCK, _translated_errors(storage, "migrate"):
         command.upgrade(alembic_config(storage), revision, sql=sql)
 
 
 def downgrade(storage: ResolvedStorage, revision: str = "base", *, sql: bool = False) -> None:
     """Downgrade `storage`'s schema to `revision` (base drops every reflexio_store table)."""
+    _require_revision(revision)
     with _ALEMBIC_LOCK, _translated_errors(storage, "downgrade"):
         command.downgrade(alembic_config(storage), revision, sql=sql)
 

@@ -26,6 +26,11 @@ DEFAULT_SQLITE_FILENAME = "reflexio.db"
 DEFAULT_POOL_SIZE = 10
 DEFAULT_ACQUIRE_TIMEOUT = 30.0
 DEFAULT_SCHEMA = "public"
+MAX_ACQUIRE_TIMEOUT = 86_400.0
+"""Longest pool acquire timeout (a day): the pool's wait turns it into a deadline, which an
+infinite or astronomic value overflows."""
+MAX_INT32 = 2**31 - 1
+"""PostgreSQL's integer settings (statement_timeout in ms) and our millisecond bounds."""
 DEFAULT_EMBEDDING_DIMENSIONS = 512
 DEFAULT_SQLITE_MAX_OPEN_DATABASES = 16
 
@@ -65,12 +70,12 @@ class StorageConfigPostgres(_ConfigBase):
     db_url: str
     schema: str | None = None  # type: ignore[assignment]
     pool_size: int | None = Field(default=None, ge=1)
-    pool_acquire_timeout: float | None = Field(default=None, gt=0)
+    pool_acquire_timeout: float | None = Field(default=None, gt=0, le=MAX_ACQUIRE_TIMEOUT)
     read_db_url: str | None = None
     read_db_urls: tuple[str, ...] | None = None
     read_pool_size: int | None = Field(default=None, ge=1)
-    read_pool_acquire_timeout: float | None = Field(default=None, gt=0)
-    read_max_lag_ms: int | None = Field(default=None, ge=0)
+    read_pool_acquire_timeout: float | None = Field(default=None, gt=0, le=MAX_ACQUIRE_TIMEOUT)
+    read_max_lag_ms: int | None = Field(default=None, ge=0, le=MAX_INT32)
 
 
 class StorageConfigSupabase(_ConfigBase):
@@ -96,9 +101,22 @@ def _env(*names: str) -> AliasChoices:
 class StorageSettings(BaseSettings):
     """Every environment variable reflexio_store reads. See README.md for the table."""
 
+    # Not populate_by_name: pydantic-settings would then also read each field's bare name from
+    # the environment (DB_URL, POOL_SIZE, STORAGE: names other software sets). Code passes field
+    # names; __init__ maps them to the variable names.
     model_config = SettingsConfigDict(
-        extra="ignore", hide_input_in_errors=True, case_sensitive=False, populate_by_name=True
+        extra="ignore", hide_input_in_errors=True, case_sensitive=False
     )
+
+    def __init__(self, **values: Any) -> None:
+        fields = type(self).model_fields
+        named: dict[str, Any] = {}
+        for key, value in values.items():
+            alias = fields[key].validation_alias if key in fields else None
+            if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+                key = alias.choices[0]
+            named[key] = value
+        super().__init__(**named)
 
     # None: chosen by the URL (a PostgreSQL URL means PostgreSQL, else the SQLite file).
     storage: Literal["sqlite", "postgres", "supabase"] | None = Field(
@@ -120,6 +138,7 @@ class StorageSettings(BaseSettings):
     pool_acquire_timeout: float = Field(
         default=DEFAULT_ACQUIRE_TIMEOUT,
         gt=0,
+        le=MAX_ACQUIRE_TIMEOUT,
         validation_alias=_env("REFLEXIO_POSTGRES_POOL_ACQUIRE_TIMEOUT"),
     )
     read_db_url: SecretStr | None = Field(
@@ -129,13 +148,22 @@ class StorageSettings(BaseSettings):
         default=None, ge=1, validation_alias=_env("REFLEXIO_POSTGRES_READ_POOL_SIZE")
     )
     read_pool_acquire_timeout: float | None = Field(
-        default=None, gt=0, validation_alias=_env("REFLEXIO_POSTGRES_READ_POOL_ACQUIRE_TIMEOUT")
+        default=None,
+        gt=0,
+        le=MAX_ACQUIRE_TIMEOUT,
+        validation_alias=_env("REFLEXIO_POSTGRES_READ_POOL_ACQUIRE_TIMEOUT"),
     )
     read_max_lag_ms: int | None = Field(
-        default=None, ge=0, validation_alias=_env("REFLEXIO_POSTGRES_READ_MAX_LAG_MS")
+        default=None,
+        ge=0,
+        le=MAX_INT32,
+        validation_alias=_env("REFLEXIO_POSTGRES_READ_MAX_LAG_MS"),
     )
     statement_timeout_ms: int | None = Field(
-        default=None, ge=0, validation_alias=_env("REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS")
+        default=None,
+        ge=0,
+        le=MAX_INT32,
+        validation_alias=_env("REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS"),
     )
     auto_migrate: bool | None = Field(default=None, validation_alias=_env("REFLEXIO_AUTO_MIGRATE"))
     postgres_pooler: Literal["none", "pgbouncer"] = Field(
@@ -243,8 +271,22 @@ class ResolvedStorage:
         }
 
 
+def expand_home(path: Path, what: str) -> Path:
+    """`~` and `~user` expanded; ConfigurationError when there is no such home directory."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        home_missing = True
+    if home_missing:
+        raise ConfigurationError(
+            f"{what} starts with '~', but that user's home directory cannot be determined; "
+            "give an absolute path."
+        )
+    return path
+
+
 def default_sqlite_url(directory: str) -> str:
-    path = Path(directory).expanduser()
+    path = expand_home(Path(directory), "SQLITE_FILE_DIRECTORY")
     return f"sqlite:///{path / DEFAULT_SQLITE_FILENAME}"
 
 

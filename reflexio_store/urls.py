@@ -81,6 +81,23 @@ def _check_query_ports(url: URL, source: str) -> None:
             )
 
 
+def _check_hosts_and_ports(url: URL, source: str) -> None:
+    """Let SQLAlchemy's psycopg dialect read the hosts and ports now (it needs no connection):
+    `?host=a,b&port=1,2,3` and `?host=h:abc` would otherwise fail at the first connection."""
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+    try:
+        PGDialect_psycopg().create_connect_args(url)  # type: ignore[no-untyped-call]
+    except ArgumentError as exc:
+        problem = str(exc).splitlines()[0] if str(exc) else "unreadable hosts or ports"
+    else:
+        return
+    raise ConfigurationError(
+        f"{source} ({mask_url(url)}): {problem}. Give one port per host, e.g. "
+        "?host=h1:5432&host=h2:5433 or postgresql://user@/db?host=h1,h2&port=5432,5433."
+    )
+
+
 def parse_database_url(raw: str | URL, source: str = "The database URL") -> DatabaseURL:
     """Validate a URL and normalise it to the driver reflexio_store uses.
 
@@ -100,6 +117,13 @@ def parse_database_url(raw: str | URL, source: str = "The database URL") -> Data
         raise ConfigurationError(
             f"{source} could not be parsed. Accepted forms: " + ACCEPTED_FORMS
         ) from None
+    if "@" in (url.host or ""):
+        # Not echoed: the text after the first "@" is usually the rest of a password.
+        raise ConfigurationError(
+            f"{source} has an '@' after the one that ends the user and password, so part of the "
+            "password would be read as the host name. Percent-encode '@' in the password as %40 "
+            "(and ':' as %3A, '/' as %2F), e.g. with urllib.parse.quote(password, safe='')."
+        )
     if url.port is not None and not 0 < url.port < 65536:
         raise ConfigurationError(
             f"{source} ({mask_url(url)}) has port {url.port}; a port is 1-65535."
@@ -112,7 +136,9 @@ def parse_database_url(raw: str | URL, source: str = "The database URL") -> Data
                 "Install it with: pip install 'psycopg[binary]>=3.2'"
             )
         _check_query_ports(url, source)
-        return DatabaseURL("postgresql", url.set(drivername="postgresql+psycopg"))
+        normalised = url.set(drivername="postgresql+psycopg")
+        _check_hosts_and_ports(normalised, source)
+        return DatabaseURL("postgresql", normalised)
     if scheme in _SQLITE_SCHEMES:
         if url.host or url.username or url.password:
             raise ConfigurationError(

@@ -296,5 +296,96 @@ def test_bad_query_port_is_a_configuration_error(
 
 
 def test_query_ports_one_per_host_are_accepted() -> None:
-    url = parse_database_url("postgresql://u@h1,h2/db?port=5432,5433").url
+    url = parse_database_url("postgresql://u@/db?host=h1,h2&port=5432,5433").url
     assert url.query["port"] == "5432,5433"
+
+
+# -- configuration fuzzing findings ------------------------------------------------------------
+
+
+def test_an_unencoded_at_sign_in_the_password_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """postgresql://u:pw@S3cr3t@host/db: the URL parser would read "S3cr3t@host" as the host and
+    show it in every message, repr and log line."""
+    monkeypatch.setenv("REFLEXIO_DB_URL", f"postgresql://u:pw@{SECRET}@127.0.0.1:1/db")
+    with pytest.raises(ConfigurationError, match="Percent-encode '@'") as info:
+        resolve_storage()
+    assert SECRET not in str(info.value)
+
+
+def test_a_short_password_is_masked_only_where_it_stands_alone() -> None:
+    from sqlalchemy.engine import make_url
+
+    from reflexio_store.db_errors import server_reason
+
+    url = make_url("postgresql+psycopg://u:e@h/db")
+    assert server_reason(OSError("Connection refused"), url) == "Connection refused"
+    assert server_reason(OSError("bad password e here"), url) == "bad password *** here"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("REFLEXIO_POSTGRES_POOL_ACQUIRE_TIMEOUT", "inf"),
+        ("REFLEXIO_POSTGRES_POOL_ACQUIRE_TIMEOUT", "1e10"),
+        ("REFLEXIO_POSTGRES_READ_POOL_ACQUIRE_TIMEOUT", "1e309"),
+        ("REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS", "2147483648"),
+        ("REFLEXIO_POSTGRES_READ_MAX_LAG_MS", "2147483648"),
+    ],
+)
+def test_settings_beyond_what_the_pool_or_server_takes_are_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=f"{name}: Input should be"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    "query", ["port=1,2,3", "host=a,b,c&port=1,2", "host=127.0.0.1:abc&host=127.0.0.1:5432"]
+)
+def test_hosts_and_ports_that_do_not_pair_up_are_a_configuration_error(query: str) -> None:
+    with pytest.raises(ConfigurationError, match="one port per host"):
+        parse_database_url(f"postgresql://u:{SECRET}@/db?{query}")
+
+
+def test_query_hosts_with_their_ports_are_accepted() -> None:
+    url = parse_database_url("postgresql://u@/db?host=h1:5432&host=h2:5433").url
+    assert url.query["host"] == ("h1:5432", "h2:5433")
+
+
+@pytest.mark.parametrize(
+    ("directory", "reason"),
+    [("/etc/passwd", "File exists"), ("/dev/null/x", "Not a directory"), ("~nosuchuser9/x", "~")],
+)
+def test_an_unusable_sqlite_folder_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, directory: str, reason: str
+) -> None:
+    from reflexio_store.store import Store
+
+    monkeypatch.setenv("SQLITE_FILE_DIRECTORY", directory)
+    with pytest.raises(ConfigurationError, match=reason):
+        Store().get_profile("x")
+
+
+def test_bare_field_names_in_the_environment_are_not_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Only the documented names count: DB_URL or POOL_SIZE, set by other software, must not
+    redirect the store or resize its pools."""
+    monkeypatch.setenv("DB_URL", f"sqlite:///{tmp_path / 'hijack.db'}")
+    monkeypatch.setenv("POOL_SIZE", "7")
+    monkeypatch.setenv("EMBEDDING_DIMENSIONS", "3")
+    settings = load_settings()
+    assert (settings.db_url, settings.pool_size, settings.embedding_dimensions) == (None, 10, 512)
+    monkeypatch.setenv("reflexio_postgres_pool_size", "6")  # the documented name, any case
+    assert load_settings().pool_size == 6
+
+
+def test_an_empty_revision_is_a_configuration_error(tmp_path: Path) -> None:
+    from reflexio_store.migrations import upgrade
+
+    storage = resolve_storage(StorageConfigSQLite(db_url=f"sqlite:///{tmp_path / 'r.db'}"))
+    with pytest.raises(ConfigurationError, match="No revision given"):
+        upgrade(storage, "")
