@@ -96,23 +96,27 @@ def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _confirm_base(storage: ResolvedStorage, console: Console) -> bool:
-    """Downgrading to base drops every table: ask on a terminal, refuse without one."""
-    question = (
-        f"Downgrade {_where(storage)} to base? This drops every reflexio_store table and its "
-        "data. Type 'yes' to go on: "
-    )
+def _confirm(question: str, refusal: str, console: Console) -> bool:
+    """Ask `question` on a terminal and return whether the answer is 'yes'; without a terminal
+    raise _Refused(`refusal`), which tells the user to re-run with --yes."""
     if sys.stdin is None or not sys.stdin.isatty():
-        raise _Refused(
-            f"Refusing to downgrade {_where(storage)} to base without confirmation (no terminal "
-            "to ask on): it drops every reflexio_store table and its data. Re-run with --yes."
-        )
-    console.print(escape(question), end="", soft_wrap=True)
+        raise _Refused(f"{refusal} Re-run with --yes.")
+    console.print(escape(f"{question} Type 'yes' to go on: "), end="", soft_wrap=True)
     try:
         answer = input()
     except EOFError:
         answer = ""
     return answer.strip().lower() == "yes"
+
+
+def _confirm_base(storage: ResolvedStorage, console: Console) -> bool:
+    """Downgrading to base drops every table."""
+    return _confirm(
+        f"Downgrade {_where(storage)} to base? This drops every reflexio_store table and its data.",
+        f"Refusing to downgrade {_where(storage)} to base without confirmation (no terminal "
+        "to ask on): it drops every reflexio_store table and its data.",
+        console,
+    )
 
 
 class _Refused(Exception):
@@ -135,22 +139,16 @@ def cmd_downgrade(args: argparse.Namespace, console: Console) -> int:
 
 
 def _confirm_cluster(storage: ResolvedStorage, tables: list[str], console: Console) -> bool:
-    """CLUSTER locks each table while it is rewritten: ask on a terminal, refuse without one."""
+    """CLUSTER locks each table while it is rewritten."""
     what = (
         f"{', '.join(tables)} in {_where(storage)}: each table is locked (reads and writes wait, "
         "on the replicas too) while it is rewritten and its indexes rebuilt"
     )
-    if sys.stdin is None or not sys.stdin.isatty():
-        raise _Refused(
-            f"Refusing to cluster {what}, without confirmation (no terminal to ask on). Re-run "
-            "with --yes."
-        )
-    console.print(escape(f"Cluster {what}. Type 'yes' to go on: "), end="", soft_wrap=True)
-    try:
-        answer = input()
-    except EOFError:
-        answer = ""
-    return answer.strip().lower() == "yes"
+    return _confirm(
+        f"Cluster {what}.",
+        f"Refusing to cluster {what}, without confirmation (no terminal to ask on).",
+        console,
+    )
 
 
 def cmd_cluster(args: argparse.Namespace, console: Console) -> int:

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from reflexio_store.db_errors import is_unavailable, unavailable_error
 from reflexio_store.errors import ConfigurationError, DatabaseBusyError, ValidationError
 from reflexio_store.settings import DEFAULT_SCHEMA, ResolvedStorage
-from reflexio_store.validation import require_number
+from reflexio_store.validation import require_number, shown_value
 
 USER_ORDER_INDEXES: dict[str, str] = {
     "profiles": "ix_profiles_user_id_status_created_at",
@@ -57,9 +57,9 @@ def _tables(tables: Sequence[str] | None) -> list[str]:
     chosen: list[str] = []
     for name in tables:
         if not isinstance(name, str) or name not in USER_ORDER_INDEXES:
-            shown = repr(name) if isinstance(name, str) and len(name) <= 40 else type(name).__name__
             raise ValidationError(
-                f"Unknown table {shown} to cluster; choose from: {', '.join(USER_ORDER_INDEXES)}."
+                f"Unknown table {shown_value(name)} to cluster; choose from: "
+                f"{', '.join(USER_ORDER_INDEXES)}."
             )
         if name not in chosen:
             chosen.append(name)

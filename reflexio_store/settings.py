@@ -276,13 +276,10 @@ def expand_home(path: Path, what: str) -> Path:
     try:
         return path.expanduser()
     except RuntimeError:
-        home_missing = True
-    if home_missing:
         raise ConfigurationError(
             f"{what} starts with '~', but that user's home directory cannot be determined; "
             "give an absolute path."
-        )
-    return path
+        ) from None
 
 
 def default_sqlite_url(directory: str) -> str:

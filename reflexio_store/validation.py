@@ -64,6 +64,11 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def shown_value(value: Any) -> str:
+    """How an unrecognised word appears in a message: short text quoted, else its type name."""
+    return repr(value) if isinstance(value, str) and len(value) <= 40 else _type_name(value)
+
+
 # -- text ------------------------------------------------------------------------------------
 
 
@@ -231,7 +236,7 @@ def choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
     compare element-wise and raise numpy's "truth value is ambiguous"."""
     if isinstance(value, str) and value in allowed:
         return value if type(value) is str else str.__str__(value)
-    shown = repr(value) if isinstance(value, str) and len(value) <= 40 else _type_name(value)
+    shown = shown_value(value)
     raise ValidationError(f"Unknown {what} {shown}; expected one of: {', '.join(allowed)}.")
 
 
@@ -243,7 +248,7 @@ def parse_enum(enum_cls: type[E], value: Any, field: str = "status") -> E:
             if member.value == value:
                 return member
     allowed = ", ".join(m.value for m in enum_cls)
-    shown = repr(value) if isinstance(value, str) and len(value) <= 40 else _type_name(value)
+    shown = shown_value(value)
     raise ValidationError(f"Unknown {field} {shown}; expected one of: {allowed}.")
 
 
