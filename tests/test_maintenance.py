@@ -169,3 +169,40 @@ def test_bad_arguments_and_sqlite_get_clear_errors(
         cluster_by_user(sqlite)
     assert main(["cluster", "--url", f"sqlite:///{tmp_path / 'r.db'}", "--yes"]) == 2
     assert "PostgreSQL operation" in capsys.readouterr().err
+
+
+def test_only_the_given_organization_is_rewritten(
+    pg: PgEndpoints, pg_schema: str, storage: ResolvedStorage
+) -> None:
+    import uuid
+
+    from reflexio_store.migrations import upgrade
+
+    other = f"t_{uuid.uuid4().hex[:12]}"
+    upgrade(resolve_storage(make_pg_config(pg, other), StorageSettings()))
+    try:
+        theirs = _relfilenode(pg, other, "profiles")
+        ours = _relfilenode(pg, pg_schema, "profiles")
+        cluster_by_user(storage, ["profiles"])
+        assert _relfilenode(pg, pg_schema, "profiles") != ours
+        assert _relfilenode(pg, other, "profiles") == theirs
+    finally:
+        engine = create_engine(pg.primary_url, poolclass=NullPool)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+        engine.dispose()
+
+
+def test_a_server_that_is_not_running_is_reported_without_secrets(
+    pg: PgEndpoints, tmp_path: Path
+) -> None:
+    from reflexio_store.errors import DatabaseUnavailableError
+    from tests.test_outages import assert_clean, dead_url
+
+    url = dead_url(pg, tmp_path).replace("postgres@", "postgres:Sekrit-9@", 1)
+    down = resolve_storage(
+        make_pg_config(pg, "org_down").model_copy(update={"db_url": url}), StorageSettings()
+    )
+    with pytest.raises(DatabaseUnavailableError, match="Could not") as info:
+        cluster_by_user(down, ["profiles"])
+    assert_clean(info.value, "Sekrit-9")
