@@ -106,6 +106,24 @@ def unavailable_error(
     `from None`: the driver's exception may carry the connection string)."""
     where = url.masked() if isinstance(url, DatabaseURL) else mask_url(url)
     return DatabaseUnavailableError(
-        f"Could not {action} the database {where}: {server_reason(exc, url)}. Check that the "
-        "server is running and reachable and that the URL's user and password are right."
+        f"Could not {action} the database {where}: {server_reason(exc, url)}. "
+        + unavailable_advice(url)
+    )
+
+
+def unavailable_advice(url: DatabaseURL | URL | str) -> str:
+    """What to check when a database cannot be used: a file for SQLite, a server otherwise."""
+    sqlite = (
+        url.backend == "sqlite"
+        if isinstance(url, DatabaseURL)
+        else str(url).lower().startswith("sqlite")
+    )
+    if sqlite:
+        return (
+            "Check that the file's folder exists and is writable by this process, that the disk "
+            "has room, and that the file is a SQLite database on a local disk."
+        )
+    return (
+        "Check that the server is running and reachable and that the URL's user and password "
+        "are right."
     )

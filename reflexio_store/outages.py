@@ -22,7 +22,12 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from reflexio_store.db_errors import is_statement_too_large, is_unavailable, server_reason
+from reflexio_store.db_errors import (
+    is_statement_too_large,
+    is_unavailable,
+    server_reason,
+    unavailable_advice,
+)
 from reflexio_store.errors import (
     DatabaseBusyError,
     DatabaseUnavailableError,
@@ -127,9 +132,8 @@ def translate(
             "not have committed, so check before repeating it."
         )
         return DatabaseUnavailableError(
-            f"The database {url.masked()} is unavailable: {server_reason(exc, url)}. Check that "
-            "the server is running and reachable and that the URL's user and password are "
-            f"right. {outcome}"
+            f"The database {url.masked()} is unavailable: {server_reason(exc, url)}. "
+            f"{unavailable_advice(url)} {outcome}"
         )
     return None
 

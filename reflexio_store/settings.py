@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from reflexio_store.errors import ConfigurationError
 from reflexio_store.self_host import SelfHostLogin, self_host_login
 from reflexio_store.urls import DatabaseURL, mask_url, parse_database_url
+from reflexio_store.validation import shown_value
 
 DEFAULT_SQLITE_DIRECTORY = "~/.reflexio/data"
 DEFAULT_SQLITE_FILENAME = "reflexio.db"
@@ -44,8 +46,27 @@ def _masked_repr_args(model: BaseModel) -> list[tuple[str, Any]]:
     return out
 
 
+def _problems(exc: PydanticValidationError) -> str:
+    """pydantic's errors as one line, without the values given (they may be secrets)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+        for err in exc.errors()
+    )
+
+
 class _ConfigBase(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
+
+    def __init__(self, **data: Any) -> None:
+        # Our own error type for bad configuration, as for every other input; ConfigurationError
+        # is a ValueError like pydantic's, so `except ValueError` keeps working.
+        try:
+            super().__init__(**data)
+        except PydanticValidationError as exc:
+            raise ConfigurationError(
+                f"Invalid {type(self).__name__}: {_problems(exc)}. Fields: "
+                f"{', '.join(type(self).model_fields)}."
+            ) from None
 
     def __repr_args__(self) -> Any:
         return _masked_repr_args(self)
@@ -116,7 +137,13 @@ class StorageSettings(BaseSettings):
             if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
                 key = alias.choices[0]
             named[key] = value
-        super().__init__(**named)
+        try:
+            super().__init__(**named)
+        except PydanticValidationError as exc:
+            raise ConfigurationError(
+                f"Invalid reflexio_store environment settings: {_problems(exc)}. "
+                "See the configuration table in README.md."
+            ) from None
 
     # None: chosen by the URL (a PostgreSQL URL means PostgreSQL, else the SQLite file).
     storage: Literal["sqlite", "postgres", "supabase"] | None = Field(
@@ -196,7 +223,12 @@ DB_URL_VARIABLES = ("REFLEXIO_DB_URL", "DATA_DB_URL", "REFLEXIO_POSTGRES_DB_URL"
 def _refuse_conflicting_url_aliases() -> None:
     """The writer URL has three names; two of them set to different URLs is a contradiction
     (one would be silently ignored)."""
-    given = {name: os.environ[name] for name in DB_URL_VARIABLES if os.environ.get(name)}
+    # Names in any case, as pydantic-settings reads them (data_db_url is DATA_DB_URL).
+    given = {
+        name: value
+        for name, value in os.environ.items()
+        if name.upper() in DB_URL_VARIABLES and value
+    }
     if len(set(given.values())) > 1:
         raise ConfigurationError(
             f"{' and '.join(given)} are set to different database URLs; they are names of the "
@@ -206,19 +238,9 @@ def _refuse_conflicting_url_aliases() -> None:
 
 def load_settings(**overrides: Any) -> StorageSettings:
     """Read the environment, turning pydantic's errors into ours (inputs are never echoed)."""
-    if not {"db_url", *DB_URL_VARIABLES} & set(overrides):
+    if not {"DB_URL", *DB_URL_VARIABLES} & {key.upper() for key in overrides}:
         _refuse_conflicting_url_aliases()
-    try:
-        return StorageSettings(**overrides)
-    except PydanticValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigurationError(
-            f"Invalid reflexio_store environment settings: {problems}. "
-            "See the configuration table in README.md."
-        ) from None
+    return StorageSettings(**overrides)
 
 
 @dataclass(frozen=True)
@@ -377,10 +399,47 @@ def split_urls(raw: str | None) -> list[str]:
     return [part for part in _URL_SEPARATOR.split(raw or "") if part.strip(" ,")]
 
 
+_CONFIG_CLASSES: dict[str, type[StorageConfig]] = {
+    "sqlite": StorageConfigSQLite,
+    "postgres": StorageConfigPostgres,
+    "supabase": StorageConfigSupabase,
+}
+
+
+def as_storage_config(config: object) -> StorageConfig | None:
+    """`config` as a StorageConfig model: a model as it is, or a mapping of a model's fields
+    with its `type` ("sqlite", "postgres" or "supabase"); anything else is a ConfigurationError."""
+    if config is None or isinstance(config, tuple(_CONFIG_CLASSES.values())):
+        return config  # type: ignore[return-value]
+    if isinstance(config, Mapping):
+        kind = config.get("type")
+        model = _CONFIG_CLASSES.get(kind) if isinstance(kind, str) else None
+        if model is None:
+            got = "none" if kind is None else shown_value(kind)
+            raise ConfigurationError(
+                "A storage configuration given as a mapping needs its 'type': one of "
+                f"{', '.join(map(repr, _CONFIG_CLASSES))} (got {got})."
+            )
+        if not all(isinstance(key, str) for key in config):
+            raise ConfigurationError("A storage configuration's keys are field names (text).")
+        return model(**config)
+    raise ConfigurationError(
+        "A storage configuration is a StorageConfigSQLite, StorageConfigPostgres or "
+        "StorageConfigSupabase, or a mapping of one's fields with its 'type'; got "
+        f"{type(config).__name__}."
+    )
+
+
 def resolve_storage(
     config: StorageConfig | None = None, settings: StorageSettings | None = None
 ) -> ResolvedStorage:
-    """Merge a StorageConfig (may be None) with the environment into a ResolvedStorage."""
+    """Merge a StorageConfig (may be None; a mapping with a `type` is read as one) with the
+    environment into a ResolvedStorage."""
+    config = as_storage_config(config)
+    if settings is not None and not isinstance(settings, StorageSettings):
+        raise ConfigurationError(
+            f"settings must be a StorageSettings, not {type(settings).__name__}."
+        )
     env = settings if settings is not None else load_settings()
 
     def secret(value: SecretStr | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -88,14 +89,37 @@ def _check_hosts_and_ports(url: URL, source: str) -> None:
 
     try:
         PGDialect_psycopg().create_connect_args(url)  # type: ignore[no-untyped-call]
-    except ArgumentError as exc:
-        problem = str(exc).splitlines()[0] if str(exc) else "unreadable hosts or ports"
+    except (ArgumentError, ValueError) as exc:
+        # ValueError: a bracketed IPv6 address among several hosts, which SQLAlchemy cannot split.
+        problem = "unreadable hosts or ports"
+        if isinstance(exc, ArgumentError) and str(exc):
+            problem = str(exc).splitlines()[0]
     else:
         return
     raise ConfigurationError(
         f"{source} ({mask_url(url)}): {problem}. Give one port per host, e.g. "
         "?host=h1:5432&host=h2:5433 or postgresql://user@/db?host=h1,h2&port=5432,5433."
     )
+
+
+_AUTHORITY = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^/?#]*)(?P<rest>.*)", re.S
+)
+
+
+def _hosts_to_query(raw: str) -> str:
+    """libpq's multi-host form `postgresql://user@h1:5432,h2:5433/db` as SQLAlchemy reads it,
+    `postgresql://user@/db?host=h1:5432&host=h2:5433`: SQLAlchemy's URL parser takes everything
+    after the first colon for one port. Other URLs are returned as they are."""
+    found = _AUTHORITY.fullmatch(raw)
+    if found is None:
+        return raw
+    userinfo, at, hosts = found["authority"].rpartition("@")
+    if "," not in hosts or "@" in userinfo:
+        return raw  # one host; or an unencoded '@' in the password, refused by the caller
+    path, _, query = found["rest"].partition("?")
+    given = "&".join(f"host={host}" for host in hosts.split(","))
+    return f"{found['scheme']}{userinfo}{at}{path or '/'}?{given}{'&' + query if query else ''}"
 
 
 def parse_database_url(raw: str | URL, source: str = "The database URL") -> DatabaseURL:
@@ -106,7 +130,7 @@ def parse_database_url(raw: str | URL, source: str = "The database URL") -> Data
     `source` names where the URL came from (a variable, a field) in error messages.
     """
     try:
-        url = make_url(raw) if isinstance(raw, str) else raw
+        url = make_url(_hosts_to_query(raw)) if isinstance(raw, str) else raw
     except ValueError:
         # SQLAlchemy parses the port with int(): "host:abc" is a bare ValueError.
         raise ConfigurationError(

@@ -389,3 +389,130 @@ def test_an_empty_revision_is_a_configuration_error(tmp_path: Path) -> None:
     storage = resolve_storage(StorageConfigSQLite(db_url=f"sqlite:///{tmp_path / 'r.db'}"))
     with pytest.raises(ConfigurationError, match="No revision given"):
         upgrade(storage, "")
+
+
+@pytest.mark.parametrize(
+    ("model", "values", "problem"),
+    [
+        (StorageConfigPostgres, {"db_url": 5}, "db_url: Input should be a valid string"),
+        (
+            StorageConfigPostgres,
+            {"db_url": f"postgresql://u:{SECRET}@h/d", "pool_size": 0},
+            "pool_size",
+        ),
+        (StorageConfigPostgres, {}, "db_url: Field required"),
+        (StorageConfigSQLite, {"db_url": "sqlite://", "bogus": SECRET}, "bogus: Extra inputs"),
+        (StorageConfigSupabase, {"url": "u", "db_url": "d", "key": 3}, "key: Input should be"),
+    ],
+)
+def test_bad_code_configs_are_configuration_errors_without_their_values(
+    model: type, values: dict[str, object], problem: str
+) -> None:
+    """A StorageConfig built in code gets our error type, like every other input; the values
+    (a URL, a key) are never shown."""
+    with pytest.raises(ConfigurationError, match=problem) as caught:
+        model(**values)
+    assert SECRET not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_bad_settings_in_code_are_configuration_errors() -> None:
+    from reflexio_store.settings import StorageSettings
+
+    with pytest.raises(ConfigurationError, match="REFLEXIO_POSTGRES_POOL_SIZE: Input should be"):
+        StorageSettings(pool_size="many")
+
+
+def test_a_mapping_with_its_type_is_read_as_a_storage_config(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    storage = resolve_storage({"type": "sqlite", "db_url": url})
+    assert storage.writer_url.sqlite_path == tmp_path / "m.db"
+    assert SessionFactory.from_config({"type": "sqlite", "db_url": url}).storage == storage
+    postgres = resolve_storage({"type": "postgres", "db_url": f"postgresql://u:{SECRET}@h/d"})
+    assert postgres.writer_url.url.host == "h"
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        ({"db_url": "sqlite://"}, "needs its 'type'"),
+        ({"type": "mysql", "db_url": "x"}, "needs its 'type'"),
+        ({"type": "sqlite", 1: "x"}, "keys are field names"),
+        ({"type": "postgres", "db_url": "x", "pool_size": -1}, "pool_size"),
+        (5, "got int"),
+        ("sqlite:///x.db", "got str"),
+    ],
+)
+def test_anything_else_as_a_storage_config_is_a_configuration_error(
+    config: object, problem: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=problem):
+        resolve_storage(config)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=problem):
+        SessionFactory.from_config(config)  # type: ignore[arg-type]
+
+
+def test_url_aliases_in_another_case_still_conflict(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """pydantic-settings reads data_db_url as DATA_DB_URL; two different URLs under any names
+    of the setting are a contradiction, never a silent pick."""
+    monkeypatch.setenv("data_db_url", f"sqlite:///{tmp_path / 'a.db'}")
+    monkeypatch.setenv("REFLEXIO_DB_URL", f"sqlite:///{tmp_path / 'b.db'}")
+    with pytest.raises(
+        ConfigurationError, match=r"data_db_url and REFLEXIO_DB_URL|REFLEXIO_DB_URL and data_db_url"
+    ):
+        resolve_storage()
+    monkeypatch.setenv("data_db_url", f"sqlite:///{tmp_path / 'b.db'}")
+    assert resolve_storage().writer_url.sqlite_path == tmp_path / "b.db"
+
+
+@pytest.mark.parametrize(
+    ("raw", "hosts", "query"),
+    [
+        ("postgresql://u:pw@h1:5432,h2:5433/db", ("h1:5432", "h2:5433"), {}),
+        ("postgres://u@h1,h2/db?sslmode=require", ("h1", "h2"), {"sslmode": "require"}),
+        ("postgresql://h1:5432,h2:5433", ("h1:5432", "h2:5433"), {}),
+    ],
+)
+def test_libpq_multi_host_urls_are_read_as_their_hosts(
+    raw: str, hosts: tuple[str, ...], query: dict[str, str]
+) -> None:
+    url = parse_database_url(raw).url
+    assert url.query["host"] == hosts
+    assert {k: v for k, v in url.query.items() if k != "host"} == query
+    assert url.host is None
+
+
+def test_a_multi_host_url_with_a_bad_port_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="one port per host") as caught:
+        parse_database_url(f"postgresql://u:{SECRET}@h1:5432,h2:abc/db")
+    assert SECRET not in str(caught.value)
+
+
+def test_a_multi_host_url_connects_to_the_first_host_that_answers() -> None:
+    """libpq tries the hosts in order: a refused first host falls through to the second (the
+    machine's PostgreSQL on 127.0.0.1:5432; an extra check that skips where it is absent)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    url = parse_database_url("postgresql://postgres@127.0.0.1:1,127.0.0.1:5432/postgres").url
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            port = conn.execute(text("SELECT inet_server_port()")).scalar()
+    except Exception as exc:
+        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({type(exc).__name__})")
+    finally:
+        engine.dispose()
+    assert port == 5432
+
+
+def test_an_sqlite_file_that_cannot_be_opened_says_what_to_check(tmp_path: Path) -> None:
+    from reflexio_store import DatabaseUnavailableError
+    from reflexio_store.store import Store
+
+    store = Store.from_config(StorageConfigSQLite(db_url="sqlite:////proc/no-such.db"))
+    with pytest.raises(DatabaseUnavailableError, match="folder exists and is writable") as caught:
+        store.count_profiles()
+    assert "server is running" not in str(caught.value)
