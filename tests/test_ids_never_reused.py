@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select, text
 
 from reflexio_store import SessionFactory, StorageConfigSQLite
 from reflexio_store.engines import sqlite_module
+from reflexio_store.errors import ConfigurationError, SchemaNotReadyError
 from reflexio_store.migrations import downgrade, upgrade
 from reflexio_store.models import Base, Organization, Profile
 from reflexio_store.settings import StorageSettings, resolve_storage
@@ -184,10 +185,33 @@ def test_revision_0007_refuses_to_run_with_foreign_keys_on(tmp_path: Path) -> No
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             cfg = alembic_config(storage)
             cfg.attributes["connection"] = conn
-            with pytest.raises(RuntimeError, match="foreign keys off"):
+            with pytest.raises(SchemaNotReadyError, match="foreign keys off"):
                 command.upgrade(cfg, "head")
     finally:
         engine.dispose()
+    assert "AUTOINCREMENT" not in _table_sql(path)["profiles"]
+
+
+def test_revision_0007_offline_is_a_configuration_error(tmp_path: Path) -> None:
+    """`migrate --sql` cannot print a rebuild that reads the stored table definitions: a clear
+    ConfigurationError (no traceback from the CLI), and the database is left as it was."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "offline.db"
+    storage = resolve_storage(StorageConfigSQLite(db_url=f"sqlite:///{path}"), StorageSettings())
+    upgrade(storage, "0006")
+    with pytest.raises(ConfigurationError, match="run it online"):
+        upgrade(storage, "0006:0007", sql=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "reflexio_store.cli", "migrate", "--sql"],
+        env={"PATH": "/usr/bin:/bin", "REFLEXIO_DB_URL": f"sqlite:///{path}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "run it online" in result.stderr and "Traceback" not in result.stderr
     assert "AUTOINCREMENT" not in _table_sql(path)["profiles"]
 
 

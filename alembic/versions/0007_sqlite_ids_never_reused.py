@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.engine import Connection
 
 from alembic import context, op
+from reflexio_store.errors import ConfigurationError, SchemaNotReadyError
 
 revision: str = "0007"
 down_revision: str | Sequence[str] | None = "0006"
@@ -78,7 +79,7 @@ def _without_autoincrement(table: str, key: str, sql: str) -> str:
 
 def _expect(table: str, ok: bool, sql: str) -> None:
     if not ok:
-        raise RuntimeError(
+        raise SchemaNotReadyError(
             f"Revision 0007 expected the table {table} as the earlier revisions created it, and "
             f"found:\n{sql}\nNothing was changed; restore the table's definition or migrate a "
             "copy of the database made by reflexio_store."
@@ -136,13 +137,13 @@ def _seed_sequences(bind: Connection, present: set[str]) -> None:
 
 def _rebuild_all(rewrite: Callable[[str, str, str], str], *, seed: bool) -> None:
     if context.is_offline_mode():
-        raise RuntimeError(
+        raise ConfigurationError(
             "Revision 0007 rebuilds SQLite tables from their stored definitions and needs the "
             "database itself: run it online (reflexio-store migrate), not with --sql."
         )
     bind = op.get_bind()
     if bind.exec_driver_sql("PRAGMA foreign_keys").scalar():
-        raise RuntimeError(
+        raise SchemaNotReadyError(
             "Revision 0007 rebuilds SQLite tables and must run with foreign keys off, or ON "
             "DELETE CASCADE would empty the child tables. Run it through reflexio-store migrate "
             "or alembic upgrade with reflexio_store's env.py, which turn them off first."
@@ -164,7 +165,7 @@ def _rebuild_all(rewrite: Callable[[str, str, str], str], *, seed: bool) -> None
         bind.exec_driver_sql("PRAGMA legacy_alter_table=OFF")
     broken = sorted(_violations(bind) - before, key=repr)
     if broken:
-        raise RuntimeError(
+        raise SchemaNotReadyError(
             f"Revision 0007 would break foreign keys (table, rowid, parent, key): {broken[:10]}; "
             "nothing was changed."
         )

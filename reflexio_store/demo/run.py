@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reflexio_store.demo.embedder import HashingEmbedder
@@ -285,8 +286,10 @@ def run_demo(
     *,
     db_url: str | None = None,
     size: WorkloadSize | None = None,
+    errors: Console | None = None,
 ) -> int:
-    """Run the demo and print its summary; 0 on success, 1 on a store error (printed)."""
+    """Run the demo and print its summary; 0 on success, 1 on a store error (printed on
+    `errors`, by default stderr: stdout stays the demo's report)."""
     console = console or Console()
     factory: SessionFactory | None = None
     try:
@@ -298,7 +301,8 @@ def run_demo(
         )
         report = execute_demo(Store(factory), location, size)
     except ReflexioStoreError as exc:
-        console.print(f"[red]Demo failed:[/] {exc}")
+        errors = errors or Console(stderr=True)
+        errors.print(f"[red]Demo failed:[/] {escape(str(exc))}", soft_wrap=True)
         return 1
     finally:
         if factory is not None:
