@@ -21,7 +21,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from reflexio_store.errors import ConfigurationError
 from reflexio_store.self_host import SelfHostLogin, self_host_login
 from reflexio_store.urls import DatabaseURL, mask_url, parse_database_url
-from reflexio_store.validation import shown_value
 
 DEFAULT_SQLITE_DIRECTORY = "~/.reflexio/data"
 DEFAULT_SQLITE_FILENAME = "reflexio.db"
@@ -50,23 +49,16 @@ def _problems(exc: PydanticValidationError) -> str:
     """pydantic's errors as one line, without the values given (they may be secrets)."""
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
-        for err in exc.errors()
+        for err in exc.errors(include_input=False, include_url=False)
     )
 
 
 class _ConfigBase(BaseModel):
+    # No __init__ of our own: pydantic would then run it for a config nested in the caller's
+    # model and report our error with the whole input (a password) shown. Built directly, a bad
+    # config raises pydantic's ValidationError (a ValueError) naming the field, input hidden;
+    # given to resolve_storage or from_config as a mapping, our ConfigurationError.
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
-
-    def __init__(self, **data: Any) -> None:
-        # Our own error type for bad configuration, as for every other input; ConfigurationError
-        # is a ValueError like pydantic's, so `except ValueError` keeps working.
-        try:
-            super().__init__(**data)
-        except PydanticValidationError as exc:
-            raise ConfigurationError(
-                f"Invalid {type(self).__name__}: {_problems(exc)}. Fields: "
-                f"{', '.join(type(self).model_fields)}."
-            ) from None
 
     def __repr_args__(self) -> Any:
         return _masked_repr_args(self)
@@ -125,8 +117,9 @@ class StorageSettings(BaseSettings):
     # Not populate_by_name: pydantic-settings would then also read each field's bare name from
     # the environment (DB_URL, POOL_SIZE, STORAGE: names other software sets). Code passes field
     # names; __init__ maps them to the variable names.
+    # An empty variable is unset (VAR= in a shell or compose file), as for the conflict check.
     model_config = SettingsConfigDict(
-        extra="ignore", hide_input_in_errors=True, case_sensitive=False
+        extra="ignore", hide_input_in_errors=True, case_sensitive=False, env_ignore_empty=True
     )
 
     def __init__(self, **values: Any) -> None:
@@ -137,13 +130,7 @@ class StorageSettings(BaseSettings):
             if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
                 key = alias.choices[0]
             named[key] = value
-        try:
-            super().__init__(**named)
-        except PydanticValidationError as exc:
-            raise ConfigurationError(
-                f"Invalid reflexio_store environment settings: {_problems(exc)}. "
-                "See the configuration table in README.md."
-            ) from None
+        super().__init__(**named)
 
     # None: chosen by the URL (a PostgreSQL URL means PostgreSQL, else the SQLite file).
     storage: Literal["sqlite", "postgres", "supabase"] | None = Field(
@@ -220,16 +207,24 @@ class StorageSettings(BaseSettings):
 DB_URL_VARIABLES = ("REFLEXIO_DB_URL", "DATA_DB_URL", "REFLEXIO_POSTGRES_DB_URL")
 
 
+def _same_url(raw: str) -> str:
+    """A URL as compared between the setting's names: postgres:// and postgresql:// agree."""
+    try:
+        return parse_database_url(raw).url.render_as_string(hide_password=False)
+    except ConfigurationError:
+        return raw  # reported when the chosen one is parsed
+
+
 def _refuse_conflicting_url_aliases() -> None:
     """The writer URL has three names; two of them set to different URLs is a contradiction
     (one would be silently ignored)."""
     # Names in any case, as pydantic-settings reads them (data_db_url is DATA_DB_URL).
-    given = {
-        name: value
-        for name, value in os.environ.items()
-        if name.upper() in DB_URL_VARIABLES and value
-    }
-    if len(set(given.values())) > 1:
+    named = [
+        name for name, value in os.environ.items() if name.upper() in DB_URL_VARIABLES and value
+    ]
+    named.sort(key=lambda name: (DB_URL_VARIABLES.index(name.upper()), name))
+    given = {name: os.environ[name] for name in named}
+    if len({_same_url(url) for url in given.values()}) > 1:
         raise ConfigurationError(
             f"{' and '.join(given)} are set to different database URLs; they are names of the "
             "same setting. Keep one."
@@ -240,7 +235,17 @@ def load_settings(**overrides: Any) -> StorageSettings:
     """Read the environment, turning pydantic's errors into ours (inputs are never echoed)."""
     if not {"DB_URL", *DB_URL_VARIABLES} & {key.upper() for key in overrides}:
         _refuse_conflicting_url_aliases()
-    return StorageSettings(**overrides)
+    problems = None
+    try:
+        return StorageSettings(**overrides)
+    except PydanticValidationError as exc:
+        problems = _problems(exc)
+    # Raised outside the except block: pydantic's error, which holds the input, is not kept as
+    # this one's __context__.
+    raise ConfigurationError(
+        f"Invalid reflexio_store environment settings: {problems}. "
+        "See the configuration table in README.md."
+    )
 
 
 @dataclass(frozen=True)
@@ -415,14 +420,27 @@ def as_storage_config(config: object) -> StorageConfig | None:
         kind = config.get("type")
         model = _CONFIG_CLASSES.get(kind) if isinstance(kind, str) else None
         if model is None:
-            got = "none" if kind is None else shown_value(kind)
+            got = (
+                repr(kind)
+                if isinstance(kind, str) and re.fullmatch(r"[A-Za-z_]{1,20}", kind)
+                else "none"
+                if kind is None
+                else f"a {type(kind).__name__} that is not one of them"
+            )
             raise ConfigurationError(
                 "A storage configuration given as a mapping needs its 'type': one of "
                 f"{', '.join(map(repr, _CONFIG_CLASSES))} (got {got})."
             )
         if not all(isinstance(key, str) for key in config):
             raise ConfigurationError("A storage configuration's keys are field names (text).")
-        return model(**config)
+        problems = None
+        try:
+            return model(**config)
+        except PydanticValidationError as exc:
+            problems = _problems(exc)
+        raise ConfigurationError(  # outside the except: pydantic's error holds the input
+            f"Invalid {model.__name__}: {problems}. Fields: {', '.join(model.model_fields)}."
+        )
     raise ConfigurationError(
         "A storage configuration is a StorageConfigSQLite, StorageConfigPostgres or "
         "StorageConfigSupabase, or a mapping of one's fields with its 'type'; got "

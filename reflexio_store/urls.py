@@ -58,8 +58,8 @@ def mask_url(url: URL | str) -> str:
     """The URL with its password hidden, including libpq's ?password= style parameters."""
     if isinstance(url, str):
         try:
-            url = make_url(url)
-        except ArgumentError:
+            url = make_url(_hosts_to_query(url, "The URL"))
+        except (ArgumentError, ValueError):  # ConfigurationError is a ValueError too
             return "<unparseable URL>"
     secret_keys = [k for k in url.query if k.lower() in SECRET_QUERY_KEYS]
     if secret_keys:
@@ -102,24 +102,47 @@ def _check_hosts_and_ports(url: URL, source: str) -> None:
     )
 
 
-_AUTHORITY = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<authority>[^/?#]*)(?P<rest>.*)", re.S
+# The userinfo as SQLAlchemy's parser reads it (a password runs to the first '@', so it may hold
+# '/', '?', '#' and ','), then the host list up to the path or query.
+_HOST_LIST = re.compile(
+    r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://(?:[^:/@]*(?::[^@]*)?@)?)(?P<hosts>[^/?#]*)(?P<rest>.*)",
+    re.S,
 )
+_ONE_HOST = re.compile(r"(?P<host>[A-Za-z0-9._%-]+)(?::(?P<port>[0-9]{1,5}))?")
 
 
-def _hosts_to_query(raw: str) -> str:
-    """libpq's multi-host form `postgresql://user@h1:5432,h2:5433/db` as SQLAlchemy reads it,
-    `postgresql://user@/db?host=h1:5432&host=h2:5433`: SQLAlchemy's URL parser takes everything
-    after the first colon for one port. Other URLs are returned as they are."""
-    found = _AUTHORITY.fullmatch(raw)
-    if found is None:
-        return raw
-    userinfo, at, hosts = found["authority"].rpartition("@")
-    if "," not in hosts or "@" in userinfo:
+def _hosts_to_query(raw: str, source: str) -> str:
+    """libpq's multi-host form with ports, `postgresql://user@h1:5432,h2:5433/db`, as SQLAlchemy
+    reads it, `postgresql://user@/db?host=h1:5432&host=h2:5433`: SQLAlchemy's URL parser takes
+    everything after the first colon for one port. Other URLs are returned as they are.
+    Messages never show the URL: what precedes the hosts may be a password."""
+    found = _HOST_LIST.fullmatch(raw)
+    if found is None or "," not in found["hosts"] or "@" in found["hosts"]:
         return raw  # one host; or an unencoded '@' in the password, refused by the caller
+    if found["head"].split("://")[0].lower() not in _POSTGRES_SCHEMES:
+        return raw  # SQLite and the rest: refused or handled as they always were
+    hosts = found["hosts"].split(",")
+    if not any(":" in host for host in hosts):
+        # No ports: SQLAlchemy hands "h1,h2" to libpq as one host setting, which libpq splits
+        # itself (and pairs with ?port=5432,5433 when given).
+        return raw
+    for number, host in enumerate(hosts, 1):
+        one = _ONE_HOST.fullmatch(host)
+        if one is None or (one["port"] is not None and not 0 < int(one["port"]) < 65536):
+            raise ConfigurationError(
+                f"{source} lists {len(hosts)} hosts, and host {number} (not shown: a malformed "
+                "URL may put part of a password there) is not a host name or address with an "
+                "optional port 1-65535. No spaces or empty entries; IPv6 addresses are not "
+                "supported in a host list (use names, or ?host=... for a single IPv6 host)."
+            )
     path, _, query = found["rest"].partition("?")
-    given = "&".join(f"host={host}" for host in hosts.split(","))
-    return f"{found['scheme']}{userinfo}{at}{path or '/'}?{given}{'&' + query if query else ''}"
+    if re.search(r"(^|&)(host|hostaddr|port)=", query):
+        raise ConfigurationError(
+            f"{source} lists several hosts with their ports and also gives ?host= or ?port=; "
+            "libpq would use the query's and ignore the list. Give the hosts one way."
+        )
+    given = "&".join(f"host={host}" for host in hosts)
+    return f"{found['head']}{path or '/'}?{given}{'&' + query if query else ''}"
 
 
 def parse_database_url(raw: str | URL, source: str = "The database URL") -> DatabaseURL:
@@ -129,8 +152,10 @@ def parse_database_url(raw: str | URL, source: str = "The database URL") -> Data
     sqlite:/// paths are relative to the working directory; sqlite://// paths are absolute.
     `source` names where the URL came from (a variable, a field) in error messages.
     """
+    if isinstance(raw, str):
+        raw = _hosts_to_query(raw, source)
     try:
-        url = make_url(_hosts_to_query(raw)) if isinstance(raw, str) else raw
+        url = make_url(raw) if isinstance(raw, str) else raw
     except ValueError:
         # SQLAlchemy parses the port with int(): "host:abc" is a bare ValueError.
         raise ConfigurationError(

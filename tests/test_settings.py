@@ -398,29 +398,56 @@ def test_an_empty_revision_is_a_configuration_error(tmp_path: Path) -> None:
         (
             StorageConfigPostgres,
             {"db_url": f"postgresql://u:{SECRET}@h/d", "pool_size": 0},
-            "pool_size",
+            "pool_size: Input should be greater than or equal to 1",
         ),
         (StorageConfigPostgres, {}, "db_url: Field required"),
         (StorageConfigSQLite, {"db_url": "sqlite://", "bogus": SECRET}, "bogus: Extra inputs"),
         (StorageConfigSupabase, {"url": "u", "db_url": "d", "key": 3}, "key: Input should be"),
     ],
 )
-def test_bad_code_configs_are_configuration_errors_without_their_values(
+def test_bad_configs_as_mappings_are_configuration_errors_without_their_values(
     model: type, values: dict[str, object], problem: str
 ) -> None:
-    """A StorageConfig built in code gets our error type, like every other input; the values
-    (a URL, a key) are never shown."""
+    """A config given as a mapping gets our error type, like every other input; the values (a
+    URL, a key) are never shown, nor kept on the exception's context."""
+    kind = {StorageConfigPostgres: "postgres", StorageConfigSQLite: "sqlite"}.get(model, "supabase")
     with pytest.raises(ConfigurationError, match=problem) as caught:
-        model(**values)
+        resolve_storage({"type": kind, **values})
     assert SECRET not in str(caught.value)
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
 
 
-def test_bad_settings_in_code_are_configuration_errors() -> None:
-    from reflexio_store.settings import StorageSettings
+def test_a_config_built_directly_or_nested_never_shows_its_values() -> None:
+    """Built directly, a bad config raises pydantic's ValidationError (a ValueError) naming the
+    field; nested in the caller's own pydantic model (as Reflexio nests it), the same, and the
+    password in the input is never printed."""
+    from pydantic import BaseModel
+    from pydantic import ValidationError as PydanticError
 
-    with pytest.raises(ConfigurationError, match="REFLEXIO_POSTGRES_POOL_SIZE: Input should be"):
-        StorageSettings(pool_size="many")
+    from reflexio_store.settings import StorageConfig
+
+    bad = {"db_url": f"postgresql://app:{SECRET}@db/x", "pool_size": 0}
+    with pytest.raises(PydanticError, match="pool_size") as direct:
+        StorageConfigPostgres(**bad)  # type: ignore[arg-type]
+    assert isinstance(direct.value, ValueError) and SECRET not in str(direct.value)
+
+    class AppConfig(BaseModel):
+        storage: StorageConfigPostgres
+        either: StorageConfig | None = None
+
+    for given in ({"storage": bad}, {"storage": {**bad, "pool_size": 1}, "either": bad}):
+        with pytest.raises(PydanticError) as nested:
+            AppConfig(**given)  # type: ignore[arg-type]
+        assert SECRET not in str(nested.value), str(nested.value)
+
+
+def test_bad_environment_settings_keep_no_input_on_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REFLEXIO_POSTGRES_POOL_SIZE", f"many-{SECRET}")
+    with pytest.raises(ConfigurationError, match="REFLEXIO_POSTGRES_POOL_SIZE: Input") as caught:
+        load_settings()
+    assert SECRET not in str(caught.value) and caught.value.__context__ is None
 
 
 def test_a_mapping_with_its_type_is_read_as_a_storage_config(tmp_path: Path) -> None:
@@ -436,7 +463,8 @@ def test_a_mapping_with_its_type_is_read_as_a_storage_config(tmp_path: Path) -> 
     ("config", "problem"),
     [
         ({"db_url": "sqlite://"}, "needs its 'type'"),
-        ({"type": "mysql", "db_url": "x"}, "needs its 'type'"),
+        ({"type": "mysql", "db_url": "x"}, "needs its 'type'.*got 'mysql'"),
+        ({"type": f"postgresql://u:{SECRET}@h/d"}, "a str that is not one of them"),
         ({"type": "sqlite", 1: "x"}, "keys are field names"),
         ({"type": "postgres", "db_url": "x", "pool_size": -1}, "pool_size"),
         (5, "got int"),
@@ -471,7 +499,7 @@ def test_url_aliases_in_another_case_still_conflict(
     ("raw", "hosts", "query"),
     [
         ("postgresql://u:pw@h1:5432,h2:5433/db", ("h1:5432", "h2:5433"), {}),
-        ("postgres://u@h1,h2/db?sslmode=require", ("h1", "h2"), {"sslmode": "require"}),
+        ("postgres://u@h1:5432,h2/db?sslmode=require", ("h1:5432", "h2"), {"sslmode": "require"}),
         ("postgresql://h1:5432,h2:5433", ("h1:5432", "h2:5433"), {}),
     ],
 )
@@ -484,10 +512,61 @@ def test_libpq_multi_host_urls_are_read_as_their_hosts(
     assert url.host is None
 
 
-def test_a_multi_host_url_with_a_bad_port_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="one port per host") as caught:
-        parse_database_url(f"postgresql://u:{SECRET}@h1:5432,h2:abc/db")
+@pytest.mark.parametrize(
+    "hosts",
+    ["h1:5432,h2:abc", "h1:5432,[::1]", "h1:5432 ,h2", "h1:99999,h2", "127.0.0.1:1,", "h1:1,,h2"],
+)
+def test_a_host_list_with_a_bad_entry_is_a_configuration_error(hosts: str) -> None:
+    with pytest.raises(ConfigurationError, match="is not a host name") as caught:
+        parse_database_url(f"postgresql://u:{SECRET}@{hosts}/db")
     assert SECRET not in str(caught.value)
+
+
+def test_a_host_list_and_query_hosts_together_are_refused() -> None:
+    for query in ("host=h3", "sslmode=require&port=5"):
+        with pytest.raises(ConfigurationError, match="Give the hosts one way"):
+            parse_database_url(f"postgresql://u@h1:5432,h2:5433/db?{query}")
+
+
+@pytest.mark.parametrize("tail", [",cr/et9", ",cret?x9", ",e#c", "12,ab/cd"])
+def test_a_password_with_a_comma_is_never_read_as_hosts(tail: str) -> None:
+    """A password may hold ',', '/', '?' and '#' (it runs to the '@'): it is not a host list."""
+    password = f"{SECRET}{tail}"
+    url = parse_database_url(f"postgresql://app:{password}@db.example.com/prod")
+    assert url.url.host == "db.example.com" and url.url.password == password
+    assert password not in url.masked()
+    config = StorageConfigPostgres(db_url=f"postgresql://app:{password}@db.example.com/prod")
+    assert password not in repr(config)
+    assert password not in str(resolve_storage(config).describe())
+
+
+def test_host_lists_are_only_read_in_postgresql_urls() -> None:
+    with pytest.raises(ConfigurationError, match="SQLite URLs take a path"):
+        parse_database_url("sqlite://h1,h2/a.db")
+
+
+def test_a_multi_host_config_has_a_masked_repr() -> None:
+    config = StorageConfigPostgres(db_url=f"postgresql://u:{SECRET}@h1:5432,h2:5433/db")
+    assert "h1" in repr(config) and SECRET not in repr(config)
+
+
+def test_empty_url_variables_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """VAR= (as a shell or compose file writes it) is unset: it neither conflicts nor wins."""
+    url = f"postgresql://u:{SECRET}@h/d"
+    monkeypatch.setenv("REFLEXIO_DB_URL", url)
+    monkeypatch.setenv("data_db_url", "")
+    assert resolve_storage().backend == "postgresql"
+    monkeypatch.setenv("REFLEXIO_DB_URL", "")
+    monkeypatch.setenv("DATA_DB_URL", url)
+    assert resolve_storage().backend == "postgresql"
+    monkeypatch.setenv("REFLEXIO_DB_URL", url.replace("postgresql://", "postgres://"))
+    assert resolve_storage().backend == "postgresql"  # the same URL in another spelling
+
+
+def test_a_host_list_without_ports_goes_to_libpq_as_it_is() -> None:
+    """libpq splits "h1,h2" itself (each host on the default port)."""
+    url = parse_database_url("postgresql://u@h1,h2/db?sslmode=require").url
+    assert url.host == "h1,h2" and url.query == {"sslmode": "require"}
 
 
 def test_a_multi_host_url_connects_to_the_first_host_that_answers() -> None:
