@@ -13,6 +13,11 @@ CLUSTER holds an ACCESS EXCLUSIVE lock on the table while it rewrites it and reb
 there). Each table is clustered in its own transaction, after taking its lock with a
 lock_timeout, so a long-running transaction makes the command fail at once (nothing changed)
 instead of queueing every other query behind it.
+
+For a periodic job, `only_below` rewrites only the tables that have lost their user order: each
+table is ANALYZEd (a sample; reads and writes go on) and clustered only when the correlation of
+its user_id column with the physical row order (pg_stats.correlation: 1.0 right after CLUSTER,
+near 0 for rows written in arrival order) is below the bound.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from reflexio_store.db_errors import is_unavailable, unavailable_error
@@ -47,6 +52,11 @@ class ClusteredTable:
     rows: int
     pages: int
     seconds: float
+    user_order: float | None = None
+    """The user_id correlation found before (only measured with `only_below`; None: not
+    measured, or no statistics, e.g. an empty table)."""
+    clustered: bool = True
+    """False: left as it was, its user order was at least `only_below` (or unknown)."""
 
 
 def _tables(tables: Sequence[str] | None) -> list[str]:
@@ -68,15 +78,49 @@ def _tables(tables: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+def _user_order(
+    engine: Engine, storage: ResolvedStorage, schema: str, table: str
+) -> tuple[float | None, int, int]:
+    """(user_id correlation, rows, pages) of `table` after a fresh ANALYZE."""
+    qualified = f'"{schema}"."{table}"'
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"ANALYZE {qualified}"))
+            order = conn.execute(
+                text(
+                    "SELECT correlation FROM pg_stats WHERE schemaname = :schema "
+                    "AND tablename = :table AND attname = 'user_id'"
+                ),
+                {"schema": schema, "table": table},
+            ).scalar()
+            rows, pages = conn.execute(
+                text(
+                    "SELECT reltuples::bigint, relpages FROM pg_class "
+                    "WHERE oid = CAST(:name AS regclass)"
+                ),
+                {"name": qualified},
+            ).one()
+    except DBAPIError as exc:
+        if is_unavailable(exc):
+            raise unavailable_error(exc, storage.writer_url, "analyze tables in") from None
+        raise
+    # The order of the rows, ascending or descending: a descending one is as local.
+    return (None if order is None else abs(float(order))), max(int(rows), 0), int(pages)
+
+
 def cluster_by_user(
     storage: ResolvedStorage,
     tables: Sequence[str] | None = None,
     *,
     lock_timeout: float = 10.0,
+    only_below: float | None = None,
 ) -> list[ClusteredTable]:
     """CLUSTER each of `tables` (default: all of USER_ORDER_INDEXES) of `storage`'s schema by
     its user index, then ANALYZE it. Raises DatabaseBusyError, having changed nothing more, when
-    a table's lock is not granted within `lock_timeout` seconds."""
+    a table's lock is not granted within `lock_timeout` seconds.
+
+    `only_below` (0-1): ANALYZE each table first and cluster it only when its user order
+    (see the module docstring) is below this; the others are returned with clustered=False."""
     if storage.backend != "postgresql":
         raise ConfigurationError(
             "Clustering by user is a PostgreSQL operation. SQLite keeps rows in rowid order and "
@@ -84,6 +128,7 @@ def cluster_by_user(
         )
     chosen = _tables(tables)
     seconds = require_number(lock_timeout, "lock_timeout", 0.001, MAX_LOCK_TIMEOUT_SECONDS)
+    bound = None if only_below is None else require_number(only_below, "only_below", 0.0, 1.0)
     schema = storage.schema or DEFAULT_SCHEMA
     from reflexio_store.migrations import migration_engine
 
@@ -93,6 +138,12 @@ def cluster_by_user(
         for table in chosen:
             qualified = f'"{schema}"."{table}"'
             started = time.perf_counter()
+            order = None
+            if bound is not None:
+                order, rows, pages = _user_order(engine, storage, schema, table)
+                if order is None or order >= bound:
+                    done.append(ClusteredTable(table, rows, pages, 0.0, order, clustered=False))
+                    continue
             try:
                 with engine.begin() as conn:
                     conn.execute(text(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'"))
@@ -122,7 +173,9 @@ def cluster_by_user(
                     + ". Retry when it is idle, or with a longer lock timeout."
                 )
             done.append(
-                ClusteredTable(table, max(int(rows), 0), int(pages), time.perf_counter() - started)
+                ClusteredTable(
+                    table, max(int(rows), 0), int(pages), time.perf_counter() - started, order
+                )
             )
     finally:
         engine.dispose()

@@ -206,3 +206,39 @@ def test_a_server_that_is_not_running_is_reported_without_secrets(
     with pytest.raises(DatabaseUnavailableError, match="Could not") as info:
         cluster_by_user(down, ["profiles"])
     assert_clean(info.value, "Sekrit-9")
+
+
+def test_only_below_rewrites_only_the_tables_that_lost_their_user_order(
+    pg: PgEndpoints,
+    pg_schema: str,
+    pg_factory: SessionFactory,
+    storage: ResolvedStorage,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A nightly `cluster --only-below 0.9` rewrites a table written in arrival order, leaves an
+    empty one and an already ordered one alone, and reports the order it found."""
+    _fill(Store(pg_factory))
+    empty = _relfilenode(pg, pg_schema, "user_playbooks")
+
+    done = {
+        t.table: t for t in cluster_by_user(storage, ["profiles", "user_playbooks"], only_below=0.9)
+    }
+
+    assert done["profiles"].clustered
+    assert done["profiles"].user_order is not None and done["profiles"].user_order < 0.5
+    assert not done["user_playbooks"].clustered and done["user_playbooks"].user_order is None
+    assert _relfilenode(pg, pg_schema, "user_playbooks") == empty
+    ordered = _relfilenode(pg, pg_schema, "profiles")
+
+    again = cluster_by_user(storage, ["profiles"], only_below=0.9)
+    assert not again[0].clustered
+    assert again[0].user_order is not None and again[0].user_order > 0.99
+    assert again[0].rows == PER_USER * len(USERS)
+    assert _relfilenode(pg, pg_schema, "profiles") == ordered
+
+    argv = ["cluster", "--url", pg.primary_url, "--schema", pg_schema, "--table", "profiles"]
+    assert main([*argv, "--only-below", "0.9", "--yes"]) == 0
+    assert "left as it was" in capsys.readouterr().out
+    assert _relfilenode(pg, pg_schema, "profiles") == ordered
+    with pytest.raises(ValidationError, match="only_below"):
+        cluster_by_user(storage, only_below=1.5)
