@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.orm import Session
 
 from reflexio_store import SessionFactory
@@ -131,10 +131,12 @@ def test_hybrid_results_do_not_change_after_many_runs(pg_factory: SessionFactory
 
 
 def test_a_cached_statement_runs_with_each_searchs_own_filter_values(
-    pg_factory: SessionFactory,
+    pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A search's statement is built once per shape and reused: every later search of that
     shape must still see its own users, lists of users, tags, text and thresholds."""
+    # Sizes not remembered: a filter counted small would add its exact-plan shape (tested below).
+    monkeypatch.setattr(postgres.narrow_sizes, "KNOWN_FOR_SECONDS", -1.0)
     d = dims(pg_factory)
     users = ("ann", "bob", "cyd")
     with pg_factory.writer() as s:
@@ -181,3 +183,126 @@ def test_a_cached_statement_runs_with_each_searchs_own_filter_values(
         assert held and all(value is None for value in held)
         leftovers = repr([bind.value for bind in cache_key.bindparams])
         assert not any(word in leftovers for word in ("ann", "bob", "cyd", "tea", "shared"))
+
+
+class _Sent:
+    """The SQL of every statement an engine runs, while attached."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+
+    def __enter__(self) -> _Sent:
+        event.listen(self.engine, "before_cursor_execute", self._seen)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement)
+
+    def counted(self) -> bool:
+        """The last search counted the user's rows (both plans in its statement)."""
+        searches = [s for s in self.statements if "fused" in s]
+        return "narrow_size" in searches[-1]
+
+
+@pytest.mark.parametrize("mode", ["vector", "hybrid"])
+def test_a_user_counted_small_is_then_searched_with_the_exact_plan_alone(
+    pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """After one search has counted a user well below the bound, that user's next searches send
+    the exact plan alone (no count, no walk in the statement) and return the same hits; a large
+    user is counted every time."""
+    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", 30)
+    _seed(pg_factory)
+    with _Sent(pg_factory.writer_engine.engine) as sent, pg_factory.reader("strong") as s:
+        first, _ = _search(s, pg_factory, "small", mode)
+        assert sent.counted()
+        again, scans = _search(s, pg_factory, "small", mode)
+        assert not sent.counted() and scans == 0
+        assert again == first
+        for _ in range(2):
+            _big, big_scans = _search(s, pg_factory, "big", mode)
+            assert sent.counted() and big_scans >= 1
+
+
+def test_a_user_who_grew_is_scanned_exactly_until_the_size_expires(
+    pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remembered size can only cost time: rows added meanwhile are found by the exact scan;
+    once the size expires, the user is counted again and walked through HNSW."""
+    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", 30)
+    _seed(pg_factory)
+    with pg_factory.reader("strong") as s:
+        _search(s, pg_factory, "small", "vector")  # counted: 12 rows
+    d = dims(pg_factory)
+    with pg_factory.writer() as s:
+        rows = [
+            profile_row("small", f"small new {i}", near(d, 0.9 + i / 1000, 100 + i))
+            for i in range(40)
+        ]
+        s.execute(insert(Profile), rows)
+    with pg_factory.reader("strong") as s:
+        hits, scans = _search(s, pg_factory, "small", "vector")
+    assert scans == 0, "still remembered as small: scanned exactly"
+    assert hits == [f"small new {i}" for i in range(39, 34, -1)]  # the new rows, nearest first
+    later = postgres.narrow_sizes._clock() + postgres.narrow_sizes.KNOWN_FOR_SECONDS + 1
+    monkeypatch.setattr(postgres.narrow_sizes, "_clock", lambda: later)
+    with pg_factory.reader("strong") as s:
+        walked, scans = _search(s, pg_factory, "small", "vector")
+    assert scans >= 1, "52 rows > 30: counted again and walked"
+    assert walked == hits
+
+
+def test_remembered_sizes_are_per_organization(
+    pg: Any, pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same user id in another organization's schema is counted there, not taken from here."""
+    import uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from reflexio_store.migrations import upgrade
+    from reflexio_store.settings import StorageSettings, resolve_storage
+    from tests.conftest import make_pg_config
+
+    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", 30)
+    _seed(pg_factory)
+    with pg_factory.reader("strong") as s:
+        _search(s, pg_factory, "small", "vector")  # "small" is small here
+    other = f"t_{uuid.uuid4().hex[:12]}"
+    upgrade(resolve_storage(make_pg_config(pg, other), StorageSettings()))
+    theirs = SessionFactory.from_config(make_pg_config(pg, other))
+    try:
+        d = dims(theirs)
+        with theirs.writer() as s:  # there, "small" has 60 rows
+            s.execute(
+                insert(Profile),
+                [profile_row("small", f"theirs {i}", near(d, 0.5, i)) for i in range(60)],
+            )
+        with _Sent(theirs.writer_engine.engine) as sent, theirs.reader("strong") as s:
+            hits, scans = _search(s, theirs, "small", "vector")
+            assert sent.counted() and scans >= 1
+        assert all(h.startswith("theirs ") for h in hits)
+    finally:
+        theirs.dispose()
+        engine = create_engine(pg.primary_url, poolclass=NullPool)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+        engine.dispose()
+
+
+def test_remembered_sizes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reflexio_store.search import narrow_sizes
+
+    monkeypatch.setattr(narrow_sizes, "MAX_KNOWN", 3)
+    monkeypatch.setattr(narrow_sizes, "_known", type(narrow_sizes._known)())
+    for user in range(5):
+        narrow_sizes.remember(("db", user), 10)
+    assert len(narrow_sizes._known) == 3
+    assert not narrow_sizes.known_small(("db", 0), 30)  # the oldest were dropped
+    assert narrow_sizes.known_small(("db", 4), 30)
+    assert not narrow_sizes.known_small(("db", 4), 19)  # 10 rows: more than half of 19

@@ -16,6 +16,9 @@ at NARROW_EXACT_ROWS + 1 (the `narrow_size` CTE). At most that many rows: they a
 exactly and every text match among them is ranked. More: the HNSW walk and the bounded text
 candidates, as unfiltered. Both plans are in the statement; a one-time filter runs one of them.
 The statement is sent unprepared so that PostgreSQL plans it for its own values every time.
+It returns the count too; once a user has been counted at most half the bound, that user's
+searches send the exact plan alone for a while (reflexio_store.search.narrow_sizes): no count,
+and half the statement to plan.
 
 Building this statement in SQLAlchemy costs about 3-4 ms of Python, more than half the server's
 time for a small user: each built statement is kept per shape (entity, mode, kind of query
@@ -37,6 +40,7 @@ import struct
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,6 +67,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import UserDefinedType
 
+from reflexio_store.search import narrow_sizes
 from reflexio_store.search.fts_query import postgres_query
 from reflexio_store.search.fusion import RRF_K
 from reflexio_store.search.request import EntitySpec, SearchHit, SearchRequest
@@ -76,6 +81,9 @@ NARROW_EXACT_ROWS = 5000
 """A narrowing filter (one user's rows) selecting at most this many rows is searched exactly
 (vectors scanned, every text match ranked); more rows go through the HNSW walk and the
 bounded text candidates, as an unfiltered search does."""
+MAX_SIZE_KEY_VALUES = 16
+MAX_SIZE_KEY_CHARS = 4096
+"""A narrowing filter with more values (or longer ones) is counted every time, not remembered."""
 MAX_CACHED_STATEMENTS = 256
 """Built search statements kept (least recently used dropped first): one per shape."""
 
@@ -132,9 +140,11 @@ def _text_hits(
     filters: Sequence[ColumnElement[bool]],
     limit: int,
     small: ColumnElement[bool] | None,
+    exact: bool = False,
 ) -> Any:
     """Ranked full-text matches. `small`: the narrowing filter selects few rows, so every
-    match among them is ranked; otherwise (or when `small` is None) a bounded candidate set."""
+    match among them is ranked; otherwise (or when `small` is None) a bounded candidate set.
+    `exact`: the narrowing filter is known to select few rows: every match is ranked."""
     t = spec.table
     key = t.c[spec.key]
     text: ColumnElement[str] = _per_search("fts_query", String())
@@ -149,6 +159,9 @@ def _text_hits(
             .order_by(rank.desc(), key)
             .limit(limit)
         )
+
+    if exact:
+        return _positioned(ranked(matches_any, *filters).subquery("text_best"))
 
     bound = _per_search("text_candidates", Integer())
     any_rows = select(key).where(matches_any, *filters).limit(bound)
@@ -169,6 +182,11 @@ def _text_hits(
             select(ranked(matches_any, *filters).subquery("text_all")).where(small),
             select(bounded.subquery("text_bounded")).where(~small),
         ).subquery("text_best")
+    return _positioned(best)
+
+
+def _positioned(best: Any) -> Any:
+    """The text hits with their rank position (1 = best)."""
     return select(
         best.c.key,
         best.c.text_rank,
@@ -182,14 +200,18 @@ def _vector_hits(
     filters: Sequence[ColumnElement[bool]],
     limit: int,
     small: ColumnElement[bool] | None,
+    exact: bool = False,
 ) -> Any:
     """The nearest rows within the threshold. `small`: the narrowing filter selects few rows,
-    so they are scanned exactly; otherwise (or when `small` is None) an HNSW walk."""
-    walk_limit = _walk_limit(request, small is not None)
+    so they are scanned exactly; otherwise (or when `small` is None) an HNSW walk. `exact`:
+    the narrowing filter is known to select few rows: only the exact scan is in the statement."""
     t = spec.table
     key = t.c[spec.key]
     query_vector = _per_search("query_embedding", _QueryVectorType())
     max_distance = _per_search("max_distance", Float())
+    if exact:
+        return _nearest(_exact_nearest(spec, query_vector, max_distance, filters, limit))
+    walk_limit = _walk_limit(request, small is not None)
     # hnsw.ef_search and iterative scans are set by this statement for its transaction: the
     # settings row is computed first because the index scan depends on it (LATERAL), and
     # pgvector reads both settings when the scan starts. Iterative scans keep walking until
@@ -216,30 +238,48 @@ def _vector_hits(
     if small is None:
         scored = walked.subquery("nearest")
     else:
-        # A selective filter (one user's rows) is cheaper and exact as a scan of those rows
-        # through their btree index than as an HNSW walk that discards other users' rows.
-        # MATERIALIZED keeps the planner from turning it back into an HNSW scan, and computes
-        # each distance once. A large selection (one user with most of the rows) walks HNSW.
-        rows = (
-            select(
-                key.label("key"),
-                cosine_distance(t.c.embedding, query_vector).label("distance"),
-            )
-            .where(t.c.embedding.is_not(None), *filters)
-            .cte("vector_candidates")
-            .prefix_with("MATERIALIZED")
-        )
-        exact = (
-            select(rows.c.key, rows.c.distance)
-            .where(rows.c.distance <= max_distance)
-            .order_by(rows.c.distance, rows.c.key)
-            .limit(limit)
-        )
         # Exactly one side runs: the other is cut by a one-time filter on `small`.
+        exact_rows = _exact_nearest(spec, query_vector, max_distance, filters, limit)
         scored = union_all(
-            select(exact.subquery("nearest_exact")).where(small),
+            select(exact_rows).where(small),
             select(walked.subquery("nearest_walk")).where(~small),
         ).subquery("nearest")
+    return _nearest(scored)
+
+
+def _exact_nearest(
+    spec: EntitySpec,
+    query_vector: ColumnElement[Any],
+    max_distance: ColumnElement[float],
+    filters: Sequence[ColumnElement[bool]],
+    limit: int,
+) -> Any:
+    """The nearest of the filtered rows by an exact scan. A selective filter (one user's rows)
+    is cheaper and exact as a scan of those rows through their btree index than as an HNSW walk
+    that discards other users' rows. MATERIALIZED keeps the planner from turning it back into an
+    HNSW scan, and computes each distance once."""
+    t = spec.table
+    key = t.c[spec.key]
+    rows = (
+        select(
+            key.label("key"),
+            cosine_distance(t.c.embedding, query_vector).label("distance"),
+        )
+        .where(t.c.embedding.is_not(None), *filters)
+        .cte("vector_candidates")
+        .prefix_with("MATERIALIZED")
+    )
+    return (
+        select(rows.c.key, rows.c.distance)
+        .where(rows.c.distance <= max_distance)
+        .order_by(rows.c.distance, rows.c.key)
+        .limit(limit)
+        .subquery("nearest_exact")
+    )
+
+
+def _nearest(scored: Any) -> Any:
+    """The vector hits with their rank position (1 = nearest)."""
     return select(
         scored.c.key,
         scored.c.distance,
@@ -247,15 +287,23 @@ def _vector_hits(
     ).cte("vector_hits")
 
 
-def _small_selection(narrow: Sequence[ColumnElement[bool]]) -> ColumnElement[bool] | None:
-    """True when the narrowing filter selects at most NARROW_EXACT_ROWS rows: counted through
-    its index, stopping one row past the bound, once per statement (a CTE)."""
+def _narrow_size(
+    narrow: Sequence[ColumnElement[bool]],
+) -> tuple[ColumnElement[bool], ColumnElement[int]] | None:
+    """(small, rows): whether the narrowing filter selects at most NARROW_EXACT_ROWS rows, and
+    how many it selects up to one past the bound; counted through its index, once per statement
+    (a CTE)."""
     if not narrow:
         return None
     bound = _per_search("narrow_exact_rows", Integer())
     capped = select(literal(1).label("one")).where(*narrow).limit(bound + 1).subquery("capped")
-    size = select((func.count() <= bound).label("small")).select_from(capped).cte("narrow_size")
-    return select(size.c.small).scalar_subquery()
+    count = func.count()
+    size = (
+        select((count <= bound).label("small"), count.label("rows"))
+        .select_from(capped)
+        .cte("narrow_size")
+    )
+    return select(size.c.small).scalar_subquery(), select(size.c.rows).scalar_subquery()
 
 
 def _fused(request: SearchRequest, text: Any, vector: Any) -> Select[Any]:
@@ -320,9 +368,11 @@ def search(
             return []
     if request.mode in ("vector", "hybrid"):
         _binary_vectors(session)
-    stmt, values = _cached_statement(spec, request, query, filters, narrow)
+    found = _cached_statement(spec, request, query, filters, narrow, _database_of(session))
     with _planned_with_its_values(session):
-        rows = session.execute(stmt, values).all()
+        rows = session.execute(found.statement, found.values).all()
+    if found.size_key is not None and not found.exact and rows:
+        narrow_sizes.remember(found.size_key, int(rows[0][4]))
     return [
         SearchHit(
             item=row[0],
@@ -423,24 +473,68 @@ _statements: OrderedDict[Hashable, Select[Any]] = OrderedDict()
 _statements_lock = threading.Lock()
 
 
+@dataclass(frozen=True)
+class _Found:
+    statement: Select[Any]
+    values: dict[str, Any]
+    size_key: Hashable | None
+    """Names the narrowing filter's rows in narrow_sizes (None: no narrowing, or uncacheable)."""
+    exact: bool
+    """The statement scans the narrowed rows exactly, without counting them first."""
+
+
+def _database_of(session: Session) -> Hashable:
+    """Which database and schema the session reads: part of every narrow_sizes key."""
+    bind = session.get_bind()
+    schemas = bind.get_execution_options().get("schema_translate_map") or {}
+    return (bind.engine.url, tuple(sorted((str(k), str(v)) for k, v in schemas.items())))
+
+
+def _size_key(
+    database: Hashable, spec: EntitySpec, lifted: _Lifted, positions: tuple[int, ...]
+) -> Hashable | None:
+    """The narrowing conditions' structure and values in this database (None: unhashable)."""
+    assert lifted.key is not None
+    structure = tuple(lifted.key[j] for j in positions)  # type: ignore[index]
+    prefixes = tuple(f"filter_{j}_" for j in positions)
+    values = tuple(
+        (name, tuple(value) if isinstance(value, list) else value)
+        for name, value in lifted.values.items()
+        if name.startswith(prefixes)
+    )
+    flat = [v for _, value in values for v in (value if isinstance(value, tuple) else (value,))]
+    if len(flat) > MAX_SIZE_KEY_VALUES or sum(len(str(v)) for v in flat) > MAX_SIZE_KEY_CHARS:
+        return None  # a long list of users: not worth remembering (memory)
+    key = (database, spec.model, structure, values)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def _cached_statement(
     spec: EntitySpec,
     request: SearchRequest,
     query: str | None,
     filters: Sequence[ColumnElement[bool]],
     narrow: Sequence[ColumnElement[bool]],
-) -> tuple[Select[Any], dict[str, Any]]:
+    database: Hashable = None,
+) -> _Found:
     """The statement for this search's shape (built once) and the values to run it with.
 
     The narrowing conditions are some of `filters` themselves (the same objects), so they are
-    lifted once, as filters, and the shape records which of them narrow."""
+    lifted once, as filters, and the shape records which of them narrow. When narrow_sizes
+    knows the narrowed rows to be few, the shape is the exact plan alone."""
     values = _values(request, query, bool(narrow))
     lifted = _Lifted(filters, "filter")
     positions = _positions(narrow, filters)
     if lifted.key is None or positions is None:
         # A condition SQLAlchemy cannot cache, or a narrowing condition that is not one of the
         # filters: built for this search alone, values inline.
-        return _statement(spec, request, query, filters, narrow), values
+        return _Found(_statement(spec, request, query, filters, narrow), values, None, False)
+    size_key = _size_key(database, spec, lifted, positions) if positions else None
+    exact = size_key is not None and narrow_sizes.known_small(size_key, NARROW_EXACT_ROWS)
     text_kind = None if query is None else ("terms" if " " in query else "term")
     shape = (
         spec.model,
@@ -451,6 +545,7 @@ def _cached_statement(
         request.include_embedding,
         lifted.key,
         positions,
+        exact,
     )
     with _statements_lock:
         stmt = _statements.get(shape)
@@ -458,13 +553,13 @@ def _cached_statement(
             _statements.move_to_end(shape)
     if stmt is None:
         renamed = lifted.renamed()
-        stmt = _statement(spec, request, query, renamed, [renamed[i] for i in positions])
+        stmt = _statement(spec, request, query, renamed, [renamed[i] for i in positions], exact)
         with _statements_lock:
             _statements[shape] = stmt
             while len(_statements) > MAX_CACHED_STATEMENTS:
                 _statements.popitem(last=False)
     values.update(lifted.values)
-    return stmt, values
+    return _Found(stmt, values, size_key, exact)
 
 
 def _positions(
@@ -482,16 +577,19 @@ def _statement(
     query: str | None,
     filters: Sequence[ColumnElement[bool]],
     narrow: Sequence[ColumnElement[bool]],
+    exact: bool = False,
 ) -> Select[Any]:
-    """The search's statement: entity rows with score, distance and text rank, best first."""
+    """The search's statement: entity rows with score, distance and text rank, best first.
+    `exact`: the narrowing filter is known to select few rows (no count, no walk)."""
     fetch = _fetch(request)
     text: Any = None
     vector: Any = None
-    small = _small_selection(narrow)
+    size = None if exact else _narrow_size(narrow)
+    small = None if size is None else size[0]
     if query is not None:
-        text = _text_hits(spec, query, filters, fetch, small)
+        text = _text_hits(spec, query, filters, fetch, small, exact)
     if request.mode in ("vector", "hybrid"):
-        vector = _vector_hits(spec, request, filters, fetch, small)
+        vector = _vector_hits(spec, request, filters, fetch, small, exact)
     if request.mode == "hybrid" and text is None:
         # Nothing searchable in the text: the vector branch alone, ranked as fused.
         key = spec.table.c[spec.key]
@@ -507,8 +605,11 @@ def _statement(
     fused = _fused(request, text, vector).subquery("fused")
     model = spec.model
     key = getattr(model, spec.key)
+    columns: list[Any] = [model, fused.c.score, fused.c.distance, fused.c.text_rank]
+    if size is not None:
+        columns.append(size[1].label("narrow_rows"))  # remembered by `search`
     stmt = (
-        select(model, fused.c.score, fused.c.distance, fused.c.text_rank)
+        select(*columns)
         .join(fused, key == fused.c.key)
         .order_by(fused.c.score.desc(), fused.c.first)
     )
