@@ -199,3 +199,51 @@ def test_cli_import_prints_verified_counts(
     assert "import verified" in out and "profiles" in out
     assert main(["import-reflexio", str(tmp_path / "missing.db"), "--url", url]) != 0
     assert "No Reflexio database" in capsys.readouterr().err
+
+
+def test_a_table_with_null_keys_is_refused_instead_of_looping(
+    reflexio_db: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Reflexio's TEXT PRIMARY KEY columns allow NULL: such a row is refused by name (the
+    keyset paging used to re-read the first batch forever)."""
+    source, _ = reflexio_db
+    copy = tmp_path / "nulls.db"
+    with sqlite3.connect(source) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+        dst.execute(
+            "INSERT INTO _operation_state (service_name, operation_state) VALUES (NULL, '{}')"
+        )
+    factory = _sqlite_factory(tmp_path / "store.db")
+    factory.ensure_schema()
+    with pytest.raises(ReflexioSchemaError, match=r"_operation_state has 1 row.*NULL"):
+        import_reflexio(copy, factory)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_row_the_target_refuses_leaves_nothing_imported(
+    reflexio_db: tuple[Path, dict[str, Any]],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    backend: str,
+) -> None:
+    """One bad profile (an all-zero embedding, checked as it is bound) used to leave the tables
+    before it committed: the import is one transaction."""
+    source, _ = reflexio_db
+    bad = tmp_path / "bad.db"
+    with sqlite3.connect(source) as src, sqlite3.connect(bad) as dst:
+        src.backup(dst)
+        row = dst.execute("SELECT profile_id FROM profiles LIMIT 1").fetchone()
+        dst.execute(
+            "UPDATE profiles SET custom_features = ? WHERE profile_id = ?",
+            ('{"a": "\\u0000"}', row[0]),
+        )
+    if backend == "sqlite":
+        factory = _sqlite_factory(tmp_path / "store.db")
+    else:
+        factory = request.getfixturevalue("pg_factory")
+    factory.ensure_schema()
+    with pytest.raises(ValidationError):
+        import_reflexio(bad, factory)
+    with factory.writer() as session:
+        for model in (Interaction, Profile):
+            assert session.scalar(select(func.count()).select_from(model)) == 0

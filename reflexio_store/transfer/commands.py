@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from reflexio_store.errors import ConfigurationError
 from reflexio_store.migrations import upgrade
 from reflexio_store.sessions import SessionFactory
 from reflexio_store.settings import (
@@ -29,11 +30,23 @@ from reflexio_store.settings import (
 from reflexio_store.urls import parse_database_url
 
 
-def factory_for(url: str, schema: str | None = None) -> SessionFactory:
-    """A session factory for a URL given on the command line (its schema, if PostgreSQL)."""
-    if parse_database_url(url).backend == "sqlite":
-        return SessionFactory(resolve_storage(StorageConfigSQLite(db_url=url)))
-    return SessionFactory(resolve_storage(StorageConfigPostgres(db_url=url, schema=schema)))
+def factory_for(url: str, schema: str | None = None, *, source: bool = False) -> SessionFactory:
+    """A session factory for a URL given on the command line (its schema, if PostgreSQL).
+
+    `source`: a database only read from. It must exist and be at the current revision: it is
+    never created or migrated (a mistyped --from would otherwise be created empty, or an
+    unrelated SQLite file be given reflexio_store's tables)."""
+    parsed = parse_database_url(url, "--from" if source else "The database URL")
+    if parsed.backend == "sqlite":
+        storage = resolve_storage(StorageConfigSQLite(db_url=url))
+        path = storage.writer_url.sqlite_path
+        if source and path is not None and not path.is_file():
+            raise ConfigurationError(f"--from: there is no SQLite file {path}.")
+    else:
+        storage = resolve_storage(StorageConfigPostgres(db_url=url, schema=schema))
+    if source:
+        storage = dataclasses.replace(storage, auto_migrate=False)
+    return SessionFactory(storage)
 
 
 @contextmanager
@@ -59,7 +72,7 @@ def progress_bars(console: Console) -> Iterator[Callable[[str, int, int], None]]
 def cmd_copy(args: argparse.Namespace, console: Console) -> int:
     from reflexio_store.transfer.copy import copy_database
 
-    source = factory_for(args.source, args.from_schema)
+    source = factory_for(args.source, args.from_schema, source=True)
     target = factory_for(args.target, args.to_schema)
     try:
         source.ensure_schema()

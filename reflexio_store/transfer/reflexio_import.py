@@ -21,13 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Connection, Table, func, select
+from sqlalchemy.exc import DBAPIError
 
 from reflexio_store import models as m
+from reflexio_store.db_errors import server_reason
 from reflexio_store.dialect import insert_or_ignore
 from reflexio_store.engines import sqlite_module
 from reflexio_store.enums import PlaybookReviewStatus, Status
 from reflexio_store.errors import ConfigurationError, ReflexioStoreError, ValidationError
+from reflexio_store.outages import raise_translated
 from reflexio_store.sessions import SessionFactory
 from reflexio_store.transfer.copy import reset_sequence
 
@@ -407,6 +410,14 @@ def check_layout(path: Path, tables: set[str], columns_of: Callable[[str], set[s
 
 
 def _read(conn: sqlite3.Connection, table: str, key: str) -> Iterator[list[Mapping[str, Any]]]:
+    # Reflexio's TEXT PRIMARY KEY columns allow NULL (SQLite); such a row has no identity to
+    # import under, and would stall the keyset paging below.
+    nulls = conn.execute(f'SELECT count(*) FROM "{table}" WHERE "{key}" IS NULL').fetchone()[0]  # noqa: S608
+    if nulls:
+        raise ReflexioSchemaError(
+            f"{table} has {nulls} row(s) whose {key} is NULL: they cannot be imported under a "
+            f"key. Give them one or delete them in the Reflexio file; nothing was imported."
+        )
     last: Any = None
     while True:
         # Names come from KNOWN_COLUMNS, never from input.
@@ -440,10 +451,40 @@ def import_reflexio(
         conn.close()
     _add_missing_requests(batches)
     merged = _newest_evaluation_per_pair(batches)
-    return [
-        _write(target, source, table, batches[source], progress, merged.get(source, 0))
-        for source, table, _ in PLAN
-    ]
+    for source, table, _ in PLAN:
+        _check_explicit_ids(source, table, batches[source])
+    # One transaction: a row the database refuses (or a count that does not add up) leaves the
+    # target as it was, never half imported.
+    failure: str | None = None
+    try:
+        with target.writer_connection() as dst:
+            return [
+                _write(dst, target, source, table, batches[source], progress, merged.get(source, 0))
+                for source, table, _ in PLAN
+            ]
+    except DBAPIError as exc:
+        raise_translated(exc, target.storage.writer_url)
+        failure = server_reason(exc, target.storage.writer_url)
+    raise ValidationError(
+        f"The target database refused a row of the Reflexio file ({failure}); nothing was "
+        "imported. Fix or remove that row in the file and import again."
+    )
+
+
+def _check_explicit_ids(source: str, table: Table, batches: Sequence[list[dict[str, Any]]]) -> None:
+    """Integer keys are kept as Reflexio numbered them; the key's sequence then moves past the
+    largest, which must leave room for the ids generated afterwards."""
+    from reflexio_store.integrations.reflexio._profiles import MAX_EXPLICIT_ID
+
+    key = _TARGET_KEY.get(source) or next(iter(table.primary_key.columns)).name
+    for rows in batches:
+        for row in rows:
+            value = row.get(key)
+            if isinstance(value, int) and not 1 <= value <= MAX_EXPLICIT_ID:
+                raise ValidationError(
+                    f"{source}: the id {value} is outside 1-{MAX_EXPLICIT_ID:,} (ids generated "
+                    "after it would overflow the key); nothing was imported."
+                )
 
 
 def _newest_evaluation_per_pair(batches: dict[str, list[list[dict[str, Any]]]]) -> dict[str, int]:
@@ -480,6 +521,7 @@ def _add_missing_requests(batches: dict[str, list[list[dict[str, Any]]]]) -> Non
 
 
 def _write(
+    conn: Connection,
     target: SessionFactory,
     source: str,
     table: Table,
@@ -490,28 +532,25 @@ def _write(
     key = _TARGET_KEY.get(source) or next(iter(table.primary_key.columns)).name
     column = table.c[key]
     total = sum(len(b) for b in batches)
-    with target.writer_connection(write=False) as conn:
-        before = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+    before = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
     done = 0
     for rows in batches:
-        with target.writer_connection() as conn:
-            conn.execute(insert_or_ignore(conn, table, None), rows)
+        conn.execute(insert_or_ignore(conn, table, None), rows)
         done += len(rows)
         if progress is not None:
             progress(table.name, done, total)
     keys = [row[key] for rows in batches for row in rows]
     present = 0
-    with target.writer_connection() as conn:
-        if target.backend == "postgresql":
-            reset_sequence(conn, table, target.storage.schema)
-        after = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-        for start in range(0, len(keys), BATCH):
-            chunk = keys[start : start + BATCH]
-            present += int(
-                conn.execute(
-                    select(func.count()).select_from(table).where(column.in_(chunk))
-                ).scalar_one()
-            )
+    if target.backend == "postgresql":
+        reset_sequence(conn, table, target.storage.schema)
+    after = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+    for start in range(0, len(keys), BATCH):
+        chunk = keys[start : start + BATCH]
+        present += int(
+            conn.execute(
+                select(func.count()).select_from(table).where(column.in_(chunk))
+            ).scalar_one()
+        )
     report = ImportedTable(source, table.name, total + merged, after - before, present, merged)
     if present != total:
         raise ReflexioStoreError(

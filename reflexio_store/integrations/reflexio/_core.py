@@ -23,7 +23,7 @@ from reflexio_store.integrations.reflexio.embedding import (
 from reflexio_store.sessions import SessionFactory, get_session_factory
 from reflexio_store.settings import StorageConfig
 from reflexio_store.store import Store
-from reflexio_store.validation import as_vector
+from reflexio_store.validation import as_vector, int_ids, text_ids
 
 
 class ReflexioNotFoundError(NotFoundError, ValueError):
@@ -117,6 +117,21 @@ def inserted(result: Any) -> bool:
     """Whether an INSERT ... ON CONFLICT DO NOTHING RETURNING ... wrote its row (rowcount is
     not reliable for it on every driver)."""
     return result.first() is not None
+
+
+def key_list(values: Any, field: str) -> list[str]:
+    """Reflexio's list of text ids: an empty list stays empty (nothing to do); otherwise each id
+    is checked, and a single str is refused instead of being read as its characters."""
+    if isinstance(values, list) and not values:
+        return []
+    return text_ids(values, field)
+
+
+def id_list(values: Any, field: str) -> list[int]:
+    """Reflexio's list of integer ids, as key_list."""
+    if isinstance(values, list) and not values:
+        return []
+    return int_ids(values, field)
 
 
 def status_condition(column: Any, status_filter: Sequence[Any]) -> ColumnElement[bool]:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from reflexio_store import models as m
 from reflexio_store.enums import Status as StoreStatus
 from reflexio_store.integrations.reflexio import convert as c
-from reflexio_store.integrations.reflexio._core import AdapterCore, require_limit
+from reflexio_store.integrations.reflexio._core import AdapterCore, key_list, require_limit
 from reflexio_store.validation import check_json
 
 PCL = m.ProfileChangeLog
@@ -186,6 +186,7 @@ class ExtrasPart(AdapterCore):
     # -- misc --------------------------------------------------------------------------------
 
     def get_interactions_by_request_ids(self, request_ids: list[str]) -> list[Interaction]:
+        request_ids = key_list(request_ids, "request_ids")
         if not request_ids:
             return []
         stmt = (

@@ -16,7 +16,7 @@ from reflexio_store import models as m
 from reflexio_store.dialect import dialect_insert
 from reflexio_store.errors import ConflictError, ValidationError
 from reflexio_store.integrations.reflexio import convert as c
-from reflexio_store.integrations.reflexio._core import AdapterCore, inserted
+from reflexio_store.integrations.reflexio._core import AdapterCore, inserted, key_list
 from reflexio_store.validation import json_object, require_text
 
 OS = m.OperationState
@@ -129,7 +129,7 @@ class OperationPart(AdapterCore):
                 ) from None
             stmt = stmt.where(m.Interaction.interaction_id.not_in(ids))
         if sources:
-            stmt = stmt.where(m.Request.source.in_(sources))
+            stmt = stmt.where(m.Request.source.in_(key_list(sources, "sources")))
         with self._fresh() as session:
             rows = [(i, r) for i, r in session.execute(stmt).all()]
             return state, _grouped(rows)
@@ -149,7 +149,7 @@ class OperationPart(AdapterCore):
         if user_id:
             stmt = stmt.where(m.Interaction.user_id == user_id)
         if sources:
-            stmt = stmt.where(m.Request.source.in_(sources))
+            stmt = stmt.where(m.Request.source.in_(key_list(sources, "sources")))
         if start_time:
             stmt = stmt.where(m.Interaction.created_at >= c.to_datetime(start_time, "start_time"))
         if end_time:

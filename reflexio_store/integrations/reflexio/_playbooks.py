@@ -31,6 +31,7 @@ from reflexio_store.integrations.reflexio._core import (
     AdapterCore,
     ReflexioNotFoundError,
     as_list,
+    id_list,
     one_status,
     require_limit,
     rowcount,
@@ -228,6 +229,7 @@ class PlaybookPart(AdapterCore):
             return rowcount(session.execute(stmt))
 
     def delete_user_playbooks_by_ids(self, user_playbook_ids: list[int]) -> int:
+        user_playbook_ids = id_list(user_playbook_ids, "user_playbook_ids")
         if not user_playbook_ids:
             return 0
         with self._write() as session:
@@ -357,6 +359,7 @@ class PlaybookPart(AdapterCore):
             )
 
     def archive_agent_playbooks_by_ids(self, agent_playbook_ids: list[int]) -> None:
+        agent_playbook_ids = id_list(agent_playbook_ids, "agent_playbook_ids")
         if not agent_playbook_ids:
             return
         with self._write() as session:
@@ -380,6 +383,7 @@ class PlaybookPart(AdapterCore):
             )
 
     def restore_archived_agent_playbooks_by_ids(self, agent_playbook_ids: list[int]) -> None:
+        agent_playbook_ids = id_list(agent_playbook_ids, "agent_playbook_ids")
         if not agent_playbook_ids:
             return
         with self._write() as session:
@@ -404,6 +408,7 @@ class PlaybookPart(AdapterCore):
             )
 
     def delete_agent_playbooks_by_ids(self, agent_playbook_ids: list[int]) -> None:
+        agent_playbook_ids = id_list(agent_playbook_ids, "agent_playbook_ids")
         if not agent_playbook_ids:
             return
         with self._write() as session:

@@ -29,13 +29,14 @@ from reflexio_store.integrations.reflexio import convert as c
 from reflexio_store.integrations.reflexio._core import (
     AdapterCore,
     as_list,
+    key_list,
     one_status,
     require_limit,
     rowcount,
     status_condition,
 )
 from reflexio_store.integrations.reflexio._search import pick_mode, widened
-from reflexio_store.validation import check_json, optional_text, require_text
+from reflexio_store.validation import check_json, optional_text, require_int, require_text
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +126,24 @@ def _interaction_values(item: Interaction, embedding: list[float] | None) -> dic
     }
 
 
+MAX_EXPLICIT_ID = 2**62
+"""Largest interaction_id a caller may give: the key's sequence moves past a given id, and must
+keep room for the ids generated after it (2**63 - 1 would leave none: every later insert fails)."""
+
+
 def insert_interactions(
     session: Session, items: Sequence[Interaction], embeddings: Sequence[list[float] | None]
-) -> None:
+) -> list[tuple[Interaction, int]]:
     """Insert (or, for a given interaction_id, replace) interactions in the caller's
     transaction. A request the interactions point at that does not exist yet is created from
-    them (Reflexio's own storage has no foreign key there; ours cascades deletes)."""
+    them (Reflexio's own storage has no foreign key there; ours cascades deletes).
+
+    Returns the generated ids, for the caller to set on the items once the transaction has
+    committed: an id set earlier would survive a rollback, and SQLite hands a rolled-back id to
+    the next insert (the item's retry would then replace another row)."""
+    for item in items:
+        if item.interaction_id:
+            require_int(item.interaction_id, "interaction_id", 1, MAX_EXPLICIT_ID)
     rows = [_interaction_values(i, e) for i, e in zip(items, embeddings, strict=True)]
     parents: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -153,6 +166,7 @@ def insert_interactions(
     generated = [
         (item, row) for item, row in zip(items, rows, strict=True) if not item.interaction_id
     ]
+    assigned: list[tuple[Interaction, int]] = []
     if generated:
         ids = session.scalars(
             dialect_insert(session, m.Interaction).returning(
@@ -160,8 +174,7 @@ def insert_interactions(
             ),
             [row for _, row in generated],
         ).all()
-        for (item, _), new_id in zip(generated, ids, strict=True):
-            item.interaction_id = int(new_id)
+        assigned = [(item, int(new_id)) for (item, _), new_id in zip(generated, ids, strict=True)]
     for item, row in explicit:
         stmt = dialect_insert(session, m.Interaction).values(
             interaction_id=item.interaction_id, **row
@@ -180,6 +193,7 @@ def insert_interactions(
             text("SELECT setval(pg_get_serial_sequence(:t, 'interaction_id'), :v)"),
             {"t": f'"{schema}".interactions', "v": int(top or 1)},
         )
+    return assigned
 
 
 class ProfilePart(AdapterCore):
@@ -289,15 +303,17 @@ class ProfilePart(AdapterCore):
         new_status: Status | None,
         user_ids: list[str] | None = None,
     ) -> int:
-        if user_ids is not None and not user_ids:
-            return 0
+        if user_ids is not None:
+            user_ids = key_list(user_ids, "user_ids")
+            if not user_ids:
+                return 0
         stmt = (
             update(m.Profile)
             .where(one_status(m.Profile.status, old_status))
             .values(status=c.store_status(new_status), last_modified_at=datetime.now(UTC))
         )
         if user_ids is not None:
-            stmt = stmt.where(m.Profile.user_id.in_(list(user_ids)))
+            stmt = stmt.where(m.Profile.user_id.in_(user_ids))
         with self._write() as session:
             return rowcount(session.execute(stmt))
 
@@ -318,6 +334,7 @@ class ProfilePart(AdapterCore):
             return list(session.scalars(stmt))
 
     def delete_profiles_by_ids(self, profile_ids: list[str]) -> int:
+        profile_ids = key_list(profile_ids, "profile_ids")
         if not profile_ids:
             return 0
         with self._write() as session:
@@ -356,7 +373,9 @@ class ProfilePart(AdapterCore):
         for item, vector in zip(interactions, vectors, strict=True):
             item.embedding = as_list(vector)
         with self._write() as session:
-            insert_interactions(session, interactions, vectors)
+            assigned = insert_interactions(session, interactions, vectors)
+        for item, new_id in assigned:  # committed: only now are the ids theirs
+            item.interaction_id = new_id
 
     def delete_user_interaction(self, request: DeleteUserInteractionRequest) -> None:
         with self._write() as session:

@@ -16,6 +16,7 @@ from reflexio_store.dialect import dialect_insert
 from reflexio_store.integrations.reflexio import convert as c
 from reflexio_store.integrations.reflexio._core import (
     AdapterCore,
+    key_list,
     require_limit,
     rowcount,
 )
@@ -80,6 +81,7 @@ class RequestPart(AdapterCore):
             session.execute(delete(m.Request))
 
     def delete_requests_by_ids(self, request_ids: list[str]) -> int:
+        request_ids = key_list(request_ids, "request_ids")
         if not request_ids:
             return 0
         with self._write() as session:
