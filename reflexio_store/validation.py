@@ -102,8 +102,10 @@ def require_text(
     return value if type(value) is str else str.__str__(value)
 
 
-def optional_text(value: Any, field: str) -> str | None:
-    return None if value is None else require_text(value, field, allow_empty=True)
+def optional_text(value: Any, field: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str | None:
+    return (
+        None if value is None else require_text(value, field, allow_empty=True, max_bytes=max_bytes)
+    )
 
 
 def optional_query(value: Any, field: str = "query") -> str | None:

@@ -96,3 +96,96 @@ def test_copy_never_creates_or_migrates_its_source(tmp_path: Path) -> None:
     with sqlite3.connect(unrelated) as conn:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     assert tables == ["x"]
+
+
+# -- every method checks its arguments against its signature -------------------------------
+
+HOSTILE = [
+    None, 5, -1, 2**63, 2**64, 1.5, float("nan"), True, "", "x\x00y", "\ud800", "a" * 3000,
+    "current", "bogus", b"bytes", ["a"], [1], [None], {"a": 1}, (), object(),
+]  # fmt: skip
+
+CALLS: list[tuple[str, str, dict[str, object]]] = [
+    ("get_user_interaction", "user_id", {}),
+    ("get_all_profiles", "limit", {}),
+    ("get_all_profiles", "status_filter", {}),
+    ("get_sessions", "user_id", {}),
+    ("get_sessions", "top_k", {}),
+    ("get_sessions", "offset", {}),
+    ("get_user_ids_with_status", "status", {}),
+    ("count_user_playbooks", "min_user_playbook_id", {}),
+    ("count_user_playbooks", "status_filter", {}),
+    ("get_last_k_interactions_grouped", "k", {"user_id": "u1"}),
+    ("get_last_k_interactions_grouped", "sources", {"user_id": "u1", "k": 3}),
+    ("get_dashboard_stats", "days_back", {}),
+    ("delete_user_playbook", "user_playbook_id", {}),
+    ("get_agent_playbooks", "playbook_status_filter", {}),
+    ("try_acquire_in_progress_lock", "stale_lock_seconds", {"state_key": "k", "request_id": "r"}),
+    ("delete_oldest_interactions", "count", {}),
+    ("add_request", "request", {}),
+    ("search_user_profile", "search_user_profile_request", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "parameter", "others"), CALLS)
+def test_hostile_arguments_get_our_errors_on_both_databases(
+    rx: ReflexioStoreStorage, method: str, parameter: str, others: dict[str, object]
+) -> None:
+    """Every hostile value either works or is a ValidationError naming the parameter: never a
+    raw TypeError, OverflowError or driver error, and the same on SQLite and PostgreSQL."""
+    from reflexio_store.errors import ReflexioStoreError
+
+    outcomes = []
+    for value in HOSTILE:
+        try:
+            getattr(rx, method)(**others, **{parameter: value})
+            outcomes.append("ok")
+        except ValidationError as exc:
+            assert parameter in str(exc) or method in str(exc), str(exc)
+            outcomes.append("refused")
+        except ReflexioStoreError as exc:  # e.g. NotFoundError for an id that is not there
+            outcomes.append(type(exc).__name__)
+    assert "refused" in outcomes
+
+
+@pytest.mark.parametrize("value", ["current", "bogus", 5])
+def test_a_status_that_is_not_one_is_refused(rx: ReflexioStoreStorage, value: object) -> None:
+    with pytest.raises(ValidationError, match="status"):
+        rx.get_all_profiles(10, status_filter=[value])  # type: ignore[list-item]
+
+
+def test_every_public_method_checks_its_arguments() -> None:
+    import inspect
+
+    unchecked = [
+        name
+        for name, fn in inspect.getmembers(ReflexioStoreStorage, inspect.isfunction)
+        if not name.startswith("_")
+        and len(inspect.signature(fn).parameters) > 1
+        and not getattr(fn, "__reflexio_checked__", False)
+    ]
+    assert unchecked == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("profile_id", "k" * 3000),
+        ("user_id", "u" * 3000),
+        ("source", "s" * 3000),
+        ("content", " ".join(f"w{i}" for i in range(200_000))),
+        ("profile_id", "p\x00"),
+    ],
+)
+def test_model_fields_beyond_what_both_databases_store_are_refused(
+    rx: ReflexioStoreStorage, field: str, value: str
+) -> None:
+    """A key PostgreSQL's btree cannot index (over 2,704 bytes) or a text too large for its
+    tsvector used to be stored by SQLite and refused raw by PostgreSQL: refused on both now."""
+    values = {
+        "profile_id": "p1", "user_id": "u1", "content": "likes tea", "source": "chat",
+        "last_modified_timestamp": NOW, "generated_from_request_id": "r1", field: value,
+    }  # fmt: skip
+    with pytest.raises(ValidationError, match=field):
+        rx.add_user_profile("u1", [UserProfile(**values)])
+    assert rx.get_all_profiles(10) == []

@@ -17,7 +17,11 @@ from reflexio_store.dialect import dialect_insert
 from reflexio_store.errors import ConflictError, ValidationError
 from reflexio_store.integrations.reflexio import convert as c
 from reflexio_store.integrations.reflexio._core import AdapterCore, inserted, key_list
-from reflexio_store.validation import json_object, require_text
+from reflexio_store.validation import (
+    MAX_KEY_BYTES,
+    json_object,
+    require_text,
+)
 
 OS = m.OperationState
 
@@ -69,7 +73,7 @@ def _joined() -> Any:
 class OperationPart(AdapterCore):
     def create_operation_state(self, service_name: str, operation_state: dict[Any, Any]) -> None:
         values = {
-            "service_name": require_text(service_name, "service_name"),
+            "service_name": require_text(service_name, "service_name", max_bytes=MAX_KEY_BYTES),
             "state": _state(operation_state),
         }
         with self._write() as session:
@@ -83,7 +87,7 @@ class OperationPart(AdapterCore):
     def upsert_operation_state(self, service_name: str, operation_state: dict[Any, Any]) -> None:
         now = datetime.now(UTC)
         values = {
-            "service_name": require_text(service_name, "service_name"),
+            "service_name": require_text(service_name, "service_name", max_bytes=MAX_KEY_BYTES),
             "state": _state(operation_state),
             "updated_at": now,
         }
@@ -190,7 +194,7 @@ class OperationPart(AdapterCore):
         PostgreSQL; SQLite write transactions are serial), read and written, so of concurrent
         callers exactly one acquires.
         """
-        key = require_text(state_key, "state_key")
+        key = require_text(state_key, "state_key", max_bytes=MAX_KEY_BYTES)
         fresh_state = {
             "status": "in_progress",
             "current_request_id": request_id,

@@ -38,7 +38,14 @@ from reflexio_store.integrations.reflexio._core import (
     status_condition,
 )
 from reflexio_store.integrations.reflexio._search import Mode, pick_mode
-from reflexio_store.validation import check_json, optional_text, require_text
+from reflexio_store.validation import (
+    MAX_KEY_BYTES,
+    MAX_SEARCHED_BYTES,
+    check_json,
+    filter_key,
+    optional_text,
+    require_text,
+)
 
 _CURRENT_ONLY: list[Status | None] = [None]
 UP = m.UserPlaybook
@@ -50,16 +57,22 @@ def _user_playbook_values(item: UserPlaybook, embedding: list[float] | None) -> 
     sources = list(item.source_interaction_ids or [])
     check_json(sources, "source_interaction_ids")
     return {
-        "user_id": optional_text(item.user_id, "user_id"),
-        "playbook_name": require_text(item.playbook_name, "playbook_name", allow_empty=True),
-        "request_id": optional_text(item.request_id, "request_id"),
-        "agent_version": optional_text(item.agent_version, "agent_version"),
-        "content": require_text(item.content, "content", allow_empty=True),
+        "user_id": filter_key(item.user_id, "user_id"),
+        "playbook_name": require_text(
+            item.playbook_name, "playbook_name", allow_empty=True, max_bytes=MAX_KEY_BYTES
+        ),
+        "request_id": filter_key(item.request_id, "request_id"),
+        "agent_version": filter_key(item.agent_version, "agent_version"),
+        "content": require_text(
+            item.content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES // 3
+        ),
         **_structured(item.structured_data),
         "source_interaction_ids": sources,
         "status": c.store_status(item.status),
-        "source": optional_text(item.source, "source"),
-        "expanded_terms": optional_text(item.expanded_terms, "expanded_terms"),
+        "source": filter_key(item.source, "source"),
+        "expanded_terms": optional_text(
+            item.expanded_terms, "expanded_terms", max_bytes=MAX_SEARCHED_BYTES // 3
+        ),
         "embedding": embedding,
         "created_at": c.to_datetime(item.created_at, "created_at"),
     }
@@ -67,14 +80,20 @@ def _user_playbook_values(item: UserPlaybook, embedding: list[float] | None) -> 
 
 def _agent_playbook_values(item: AgentPlaybook, embedding: list[float] | None) -> dict[str, Any]:
     return {
-        "playbook_name": require_text(item.playbook_name, "playbook_name", allow_empty=True),
-        "agent_version": optional_text(item.agent_version, "agent_version"),
-        "content": require_text(item.content, "content", allow_empty=True),
+        "playbook_name": require_text(
+            item.playbook_name, "playbook_name", allow_empty=True, max_bytes=MAX_KEY_BYTES
+        ),
+        "agent_version": filter_key(item.agent_version, "agent_version"),
+        "content": require_text(
+            item.content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES // 3
+        ),
         **_structured(item.structured_data),
         "playbook_status": c.review_status(item.playbook_status),
         "playbook_metadata": c.metadata_in(item.playbook_metadata),
         "status": c.store_status(item.status),
-        "expanded_terms": optional_text(item.expanded_terms, "expanded_terms"),
+        "expanded_terms": optional_text(
+            item.expanded_terms, "expanded_terms", max_bytes=MAX_SEARCHED_BYTES // 3
+        ),
         "embedding": embedding,
         "created_at": c.to_datetime(item.created_at, "created_at"),
     }
@@ -260,9 +279,13 @@ class PlaybookPart(AdapterCore):
     ) -> None:
         values: dict[str, Any] = {}
         if playbook_name is not None:
-            values["playbook_name"] = require_text(playbook_name, "playbook_name", allow_empty=True)
+            values["playbook_name"] = require_text(
+                playbook_name, "playbook_name", allow_empty=True, max_bytes=MAX_KEY_BYTES
+            )
         if content is not None:
-            values["content"] = require_text(content, "content", allow_empty=True)
+            values["content"] = require_text(
+                content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES // 3
+            )
         if structured_data is not None:
             values.update(_structured(structured_data))
         with self._write() as session:
@@ -333,9 +356,13 @@ class PlaybookPart(AdapterCore):
     ) -> None:
         values: dict[str, Any] = {}
         if playbook_name is not None:
-            values["playbook_name"] = require_text(playbook_name, "playbook_name", allow_empty=True)
+            values["playbook_name"] = require_text(
+                playbook_name, "playbook_name", allow_empty=True, max_bytes=MAX_KEY_BYTES
+            )
         if content is not None:
-            values["content"] = require_text(content, "content", allow_empty=True)
+            values["content"] = require_text(
+                content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES // 3
+            )
         if structured_data is not None:
             values.update(_structured(structured_data))
         if playbook_status is not None:
@@ -509,9 +536,11 @@ class PlaybookPart(AdapterCore):
         for result, vector in zip(results, vectors, strict=True):
             result.embedding = as_list(vector)
             row = {
-                "session_id": require_text(result.session_id, "session_id"),
-                "evaluation_name": optional_text(result.evaluation_name, "evaluation_name") or "",
-                "agent_version": optional_text(result.agent_version, "agent_version"),
+                "session_id": require_text(
+                    result.session_id, "session_id", max_bytes=MAX_KEY_BYTES
+                ),
+                "evaluation_name": filter_key(result.evaluation_name, "evaluation_name") or "",
+                "agent_version": filter_key(result.agent_version, "agent_version"),
                 "is_success": bool(result.is_success),
                 "failure_type": optional_text(result.failure_type, "failure_type"),
                 "failure_reason": optional_text(result.failure_reason, "failure_reason"),

@@ -36,7 +36,15 @@ from reflexio_store.integrations.reflexio._core import (
     status_condition,
 )
 from reflexio_store.integrations.reflexio._search import pick_mode, widened
-from reflexio_store.validation import check_json, optional_text, require_int, require_text
+from reflexio_store.validation import (
+    MAX_KEY_BYTES,
+    MAX_SEARCHED_BYTES,
+    check_json,
+    filter_key,
+    optional_text,
+    require_int,
+    require_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +64,16 @@ def _profile_values(profile: UserProfile, embedding: list[float] | None) -> dict
     if features is not None:
         check_json(features, "custom_features")
     return {
-        "profile_id": require_text(profile.profile_id, "profile_id"),
-        "user_id": require_text(profile.user_id, "user_id"),
-        "content": require_text(profile.content, "content", allow_empty=True),
+        "profile_id": require_text(profile.profile_id, "profile_id", max_bytes=MAX_KEY_BYTES),
+        "user_id": require_text(profile.user_id, "user_id", max_bytes=MAX_KEY_BYTES),
+        "content": require_text(
+            profile.content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES // 2
+        ),
         "custom_features": features,
         "extractor_names": list(profile.extractor_names or []),
-        "source": optional_text(profile.source, "source"),
+        "source": filter_key(profile.source, "source"),
         "status": c.store_status(profile.status),
-        "generated_from_request_id": optional_text(
+        "generated_from_request_id": filter_key(
             profile.generated_from_request_id, "generated_from_request_id"
         ),
         "profile_time_to_live": profile.profile_time_to_live.value,
@@ -71,7 +81,9 @@ def _profile_values(profile: UserProfile, embedding: list[float] | None) -> dict
         "last_modified_at": c.to_datetime(
             profile.last_modified_timestamp, "last_modified_timestamp"
         ),
-        "expanded_terms": optional_text(profile.expanded_terms, "expanded_terms"),
+        "expanded_terms": optional_text(
+            profile.expanded_terms, "expanded_terms", max_bytes=MAX_SEARCHED_BYTES // 2
+        ),
         "embedding": embedding,
     }
 
@@ -109,10 +121,12 @@ def _interaction_values(item: Interaction, embedding: list[float] | None) -> dic
     tools = [t.model_dump(mode="json") for t in item.tools_used]
     check_json(tools, "tools_used")
     return {
-        "request_id": require_text(item.request_id, "request_id"),
-        "user_id": require_text(item.user_id, "user_id"),
+        "request_id": require_text(item.request_id, "request_id", max_bytes=MAX_KEY_BYTES),
+        "user_id": require_text(item.user_id, "user_id", max_bytes=MAX_KEY_BYTES),
         "role": optional_text(item.role, "role"),
-        "content": require_text(item.content, "content", allow_empty=True),
+        "content": require_text(
+            item.content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES
+        ),
         "user_action": item.user_action.value,
         "user_action_description": optional_text(
             item.user_action_description, "user_action_description"
@@ -226,7 +240,7 @@ class ProfilePart(AdapterCore):
         stmt = (
             select(m.Profile)
             .where(
-                m.Profile.user_id == require_text(user_id, "user_id"),
+                m.Profile.user_id == require_text(user_id, "user_id", max_bytes=MAX_KEY_BYTES),
                 _not_expired(datetime.now(UTC)),
                 status_condition(m.Profile.status, statuses),
             )

@@ -20,7 +20,11 @@ from reflexio_store.integrations.reflexio._core import (
     require_limit,
     rowcount,
 )
-from reflexio_store.validation import optional_text, require_text
+from reflexio_store.validation import (
+    MAX_KEY_BYTES,
+    filter_key,
+    require_text,
+)
 
 
 def interactions_by_request(
@@ -44,12 +48,12 @@ class RequestPart(AdapterCore):
     def add_request(self, request: Request) -> None:
         """Insert or replace a request; its interactions stay (Reflexio's replace keeps them)."""
         values: dict[str, Any] = {
-            "request_id": require_text(request.request_id, "request_id"),
-            "user_id": require_text(request.user_id, "user_id"),
+            "request_id": require_text(request.request_id, "request_id", max_bytes=MAX_KEY_BYTES),
+            "user_id": require_text(request.user_id, "user_id", max_bytes=MAX_KEY_BYTES),
             "created_at": c.to_datetime(request.created_at, "created_at"),
-            "source": optional_text(request.source, "source"),
-            "agent_version": optional_text(request.agent_version, "agent_version"),
-            "session_id": optional_text(request.session_id, "session_id"),
+            "source": filter_key(request.source, "source"),
+            "agent_version": filter_key(request.agent_version, "agent_version"),
+            "session_id": filter_key(request.session_id, "session_id"),
         }
         with self._write() as session:
             stmt = dialect_insert(session, m.Request).values(**values)

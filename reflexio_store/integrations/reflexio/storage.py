@@ -7,8 +7,10 @@ from reflexio_store.integrations.reflexio._operations import OperationPart
 from reflexio_store.integrations.reflexio._playbooks import PlaybookPart
 from reflexio_store.integrations.reflexio._profiles import ProfilePart
 from reflexio_store.integrations.reflexio._requests import RequestPart
+from reflexio_store.integrations.reflexio.arguments import check_arguments
 
 
+@check_arguments
 class ReflexioStoreStorage(ProfilePart, RequestPart, PlaybookPart, OperationPart, ExtrasPart):
     """A Reflexio storage backed by reflexio_store (SQLite, or PostgreSQL with a replica).
 
