@@ -157,3 +157,20 @@ def test_cli_copy_prints_a_verified_table(
     code = main(["copy", "--from", f"sqlite:///{source}", "--to", f"sqlite:///{target}"])
     err = capsys.readouterr().err
     assert code != 0 and "--append" in err
+
+
+def test_one_sqlite_file_spelled_two_ways_is_the_same_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reflexio_store import ConfigurationError
+    from reflexio_store.transfer.copy import copy_database
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "x.db"
+    spellings = [f"sqlite:///{path}", "sqlite:///x.db", f"sqlite:///{tmp_path}/sub/../x.db"]
+    factories = [SessionFactory.from_config(StorageConfigSQLite(db_url=u)) for u in spellings]
+    factories[0].ensure_schema()
+    for other in factories[1:]:
+        with pytest.raises(ConfigurationError, match="same database"):
+            copy_database(factories[0], other, append=True)

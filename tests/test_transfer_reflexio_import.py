@@ -247,3 +247,53 @@ def test_a_row_the_target_refuses_leaves_nothing_imported(
     with factory.writer() as session:
         for model in (Interaction, Profile):
             assert session.scalar(select(func.count()).select_from(model)) == 0
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "value", "problem"),
+    [
+        ("profiles", "content", "tea\x00time", "NUL"),
+        ("profiles", "status", "bogus", "not a valid Status"),
+        ("profiles", "user_id", "u" * 3000, "user_id is larger than 1024 bytes"),
+        ("interactions", "tools_used", '[{"foo": 1}]', "interactions row"),
+        ("interactions", "created_at", "9999-12-31T23:59:59-05:00", "interactions row"),
+        ("profiles", "custom_features", "[" * 100_000 + "]" * 100_000, "profiles row"),
+    ],
+)
+def test_a_corrupt_value_is_refused_naming_its_row_before_anything_is_written(
+    reflexio_db: tuple[Path, dict[str, Any]],
+    tmp_path: Path,
+    table: str,
+    column: str,
+    value: str,
+    problem: str,
+) -> None:
+    source, _ = reflexio_db
+    bad = tmp_path / "corrupt.db"
+    with sqlite3.connect(source) as src, sqlite3.connect(bad) as dst:
+        src.backup(dst)
+        dst.execute(
+            f'UPDATE "{table}" SET "{column}" = ? WHERE rowid = (SELECT min(rowid) FROM "{table}")',
+            (value,),
+        )
+    factory = _sqlite_factory(tmp_path / "store.db")
+    factory.ensure_schema()
+    with pytest.raises(ValidationError, match=problem):
+        import_reflexio(bad, factory)
+    with factory.writer() as session:
+        assert session.scalar(select(func.count()).select_from(Interaction)) == 0
+
+
+def test_a_file_name_with_url_characters_is_opened_read_only(
+    reflexio_db: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    source, _ = reflexio_db
+    odd = tmp_path / "odd?name#1%41.db"
+    with sqlite3.connect(source) as src, sqlite3.connect(odd) as dst:
+        src.backup(dst)
+    factory = _sqlite_factory(tmp_path / "store.db")
+    factory.ensure_schema()
+    imported = import_reflexio(odd, factory)
+    assert sum(t.imported for t in imported) > 0
+    # Nothing created beside it: the read-only URI kept its whole name (no stray "odd" file).
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith(("odd?name", "store.db"))]

@@ -141,6 +141,20 @@ def _check_fulltext(conn: Connection, table: Table) -> None:
         conn.exec_driver_sql(f"INSERT INTO {fts}({fts}) VALUES ('integrity-check')")  # noqa: S608
 
 
+def _same_database(source: SessionFactory, target: SessionFactory) -> bool:
+    """One database, however its URL is spelled (./x.db and x.db, a relative and an absolute
+    path, a symbolic link) for SQLite files."""
+    if source.storage == target.storage:
+        return True
+    paths = [f.storage.writer_url.sqlite_path for f in (source, target)]
+    if paths[0] is None or paths[1] is None:
+        return False
+    try:
+        return paths[0].resolve() == paths[1].resolve()
+    except OSError:
+        return False
+
+
 def copy_database(
     source: SessionFactory,
     target: SessionFactory,
@@ -152,7 +166,7 @@ def copy_database(
     """Copy every table from `source` to `target` (both migrated to head) and verify each one."""
     if batch < 1 or batch > 50_000:
         raise ConfigurationError(f"batch must be between 1 and 50000, got {batch}.")
-    if source.storage == target.storage:
+    if _same_database(source, target):
         raise ConfigurationError(
             "The source and the target are the same database; nothing to copy."
         )

@@ -33,6 +33,7 @@ from reflexio_store.errors import ConfigurationError, ReflexioStoreError, Valida
 from reflexio_store.outages import raise_translated
 from reflexio_store.sessions import SessionFactory
 from reflexio_store.transfer.copy import reset_sequence
+from reflexio_store.validation import MAX_KEY_BYTES, MAX_TEXT_BYTES, require_text, shown_value
 
 SUPPORTED_VERSION = "reflexio-ai 0.2.8"
 BATCH = 1_000
@@ -146,7 +147,8 @@ def _json(value: Any, where: str, default: Any = None) -> Any:
 
 
 def _text(value: Any) -> str | None:
-    """Reflexio writes '' for unset text; reflexio_store keeps what was stored."""
+    """Reflexio writes '' for unset text; reflexio_store keeps what was stored (checked by
+    `_converted` like every text value)."""
     return None if value is None else str(value)
 
 
@@ -374,7 +376,9 @@ def open_reflexio(path: Path) -> sqlite3.Connection:
         raise ConfigurationError(f"No Reflexio database at {path}: give the path of its .db file.")
     module = sqlite_module()
     try:
-        conn = module.connect(f"file:{path}?mode=ro", uri=True)
+        # Percent-encoded: a '?', '#' or '%' in the file name would otherwise end the path
+        # (and drop mode=ro, creating a stray file).
+        conn = module.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         conn.row_factory = module.Row
         tables = {
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -443,7 +447,8 @@ def import_reflexio(
         # Convert everything before writing anything: a bad row refuses the whole import.
         batches = {
             source: [
-                [getattr(convert, source)(row) for row in rows] for rows in _read(conn, source, key)
+                [_converted(convert, source, key, row) for row in rows]
+                for rows in _read(conn, source, key)
             ]
             for source, _, key in PLAN
         }
@@ -468,6 +473,38 @@ def import_reflexio(
     raise ValidationError(
         f"The target database refused a row of the Reflexio file ({failure}); nothing was "
         "imported. Fix or remove that row in the file and import again."
+    )
+
+
+_KEY_COLUMNS = frozenset(
+    {
+        "profile_id", "user_id", "request_id", "session_id", "playbook_name", "agent_version",
+        "source", "service_name", "evaluation_name", "generated_from_request_id",
+    }
+)  # fmt: skip
+"""Text columns that are indexed: at most MAX_KEY_BYTES, as PostgreSQL's btree takes them."""
+
+
+def _converted(convert: _Rows, source: str, key: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """One Reflexio row as a reflexio_store row. A value the conversion cannot take (corrupt
+    JSON of the wrong shape, an unknown status, a date out of range) is a ValidationError naming
+    the table and the row, before anything is written."""
+    problem: str | None = None
+    try:
+        converted: dict[str, Any] = getattr(convert, source)(row)
+        for name, value in converted.items():
+            if isinstance(value, str):  # as the Store takes text: no NUL, keys index-sized
+                size = MAX_KEY_BYTES if name in _KEY_COLUMNS else MAX_TEXT_BYTES
+                require_text(value, name, allow_empty=True, max_bytes=size)
+        return converted
+    except ValidationError as exc:
+        problem = str(exc)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        # pydantic's ValidationError is a ValueError; its text is the model's complaint.
+        problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    raise ValidationError(
+        f"Reflexio's {source} row {key}={shown_value(row[key])} cannot be imported: {problem}. "
+        "Nothing was imported; fix or remove that row in the Reflexio file."
     )
 
 
