@@ -189,3 +189,28 @@ def test_model_fields_beyond_what_both_databases_store_are_refused(
     with pytest.raises(ValidationError, match=field):
         rx.add_user_profile("u1", [UserProfile(**values)])
     assert rx.get_all_profiles(10) == []
+
+
+def test_a_source_filter_folds_case_the_same_on_both_databases(rx: ReflexioStoreStorage) -> None:
+    """SQLite's lower() folds ASCII only: "CAFÉ" must match "café" on both databases, in list
+    mode (no query) as in the search modes."""
+    from reflexio.models.api_schema.retriever_schema import SearchUserProfileRequest
+
+    rx.add_user_profile(
+        "u1",
+        [UserProfile(profile_id="p1", user_id="u1", content="likes tea", source="CAFÉ",
+                     last_modified_timestamp=NOW, generated_from_request_id="r1")],
+    )  # fmt: skip
+    found = rx.search_user_profile(SearchUserProfileRequest(user_id="u1", source="café"))
+    assert [p.profile_id for p in found] == ["p1"]
+    assert rx.search_user_profile(SearchUserProfileRequest(user_id="u1", source="other")) == []
+
+
+def test_an_end_time_at_the_end_of_time_is_accepted(rx: ReflexioStoreStorage) -> None:
+    from datetime import datetime
+
+    from reflexio.models.api_schema.retriever_schema import SearchInteractionRequest
+
+    rx.add_user_interaction("u1", _interaction("u1", "r1", "hello there"))
+    request = SearchInteractionRequest(user_id="u1", query="hello", end_time=datetime.max)
+    assert [i.content for i in rx.search_interaction(request)] == ["hello there"]

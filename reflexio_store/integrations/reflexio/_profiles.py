@@ -546,13 +546,16 @@ class ProfilePart(AdapterCore):
         )
         if req.generated_from_request_id:
             stmt = stmt.where(m.Profile.generated_from_request_id == req.generated_from_request_id)
-        if req.source:
-            stmt = stmt.where(func.lower(m.Profile.source) == req.source.lower())
+        # The source is compared here, as in the other modes: SQLite's lower() folds ASCII only,
+        # so "CAFÉ" and "café" would match on PostgreSQL alone.
+        source = req.source.lower() if req.source else None
         out: list[UserProfile] = []
         with self._fresh_transaction() as session:
             for row in session.scalars(stmt.execution_options(yield_per=200)):
                 profile = c.profile_out(row)
                 if req.extractor_name and req.extractor_name not in (profile.extractor_names or []):
+                    continue
+                if source is not None and (profile.source or "").lower() != source:
                     continue
                 if keep(profile):
                     out.append(profile)
@@ -567,4 +570,7 @@ def _aware(value: datetime) -> datetime:
 
 def _inclusive_end(value: datetime) -> datetime:
     """Reflexio's end_time is inclusive; the store's created_before is exclusive."""
-    return _aware(value) + timedelta(microseconds=1)
+    try:
+        return _aware(value) + timedelta(microseconds=1)
+    except OverflowError:
+        return _aware(value)  # datetime.max: nothing is later anyway
