@@ -214,3 +214,18 @@ def test_an_end_time_at_the_end_of_time_is_accepted(rx: ReflexioStoreStorage) ->
     rx.add_user_interaction("u1", _interaction("u1", "r1", "hello there"))
     request = SearchInteractionRequest(user_id="u1", query="hello", end_time=datetime.max)
     assert [i.content for i in rx.search_interaction(request)] == ["hello there"]
+
+
+def test_a_long_history_of_processed_interactions_is_left_out_on_both_databases(
+    rx: ReflexioStoreStorage,
+) -> None:
+    """Reflexio's operation state lists every processed interaction id; 70,000 of them are more
+    than PostgreSQL binds in one NOT IN."""
+    for n in range(3):
+        rx.add_user_interaction("u1", _interaction("u1", f"r{n}", f"message {n}"))
+    first = min(i.interaction_id for i in rx.get_user_interaction("u1"))
+    history = [first, *range(10**6, 10**6 + 70_000)]
+    rx.upsert_operation_state("svc", {"last_processed_interaction_ids": history})
+    _state, groups = rx.get_operation_state_with_new_request_interaction("svc", "u1")
+    contents = sorted(i.content for g in groups for i in g.interactions)
+    assert contents == ["message 1", "message 2"]

@@ -124,18 +124,22 @@ class OperationPart(AdapterCore):
             stmt = stmt.where(
                 m.Interaction.created_at >= c.to_datetime(since, "last_processed_timestamp")
             )
+        excluded: set[int] = set()
         if processed:
             try:
-                ids = [int(x) for x in processed]
-            except (TypeError, ValueError):
+                excluded = {int(x) for x in processed}
+            except (TypeError, ValueError, OverflowError):
                 raise ValidationError(
                     "last_processed_interaction_ids in the operation state must be integers."
                 ) from None
-            stmt = stmt.where(m.Interaction.interaction_id.not_in(ids))
         if sources:
             stmt = stmt.where(m.Request.source.in_(key_list(sources, "sources")))
         with self._fresh() as session:
-            rows = [(i, r) for i, r in session.execute(stmt).all()]
+            # Processed ids are left out here, not in SQL: Reflexio's list grows with its history,
+            # and a NOT IN of more than 65,535 values is more than PostgreSQL binds.
+            rows = [
+                (i, r) for i, r in session.execute(stmt).all() if i.interaction_id not in excluded
+            ]
             return state, _grouped(rows)
 
     def get_last_k_interactions_grouped(
