@@ -258,6 +258,10 @@ def test_a_row_the_target_refuses_leaves_nothing_imported(
         ("interactions", "tools_used", '[{"foo": 1}]', "interactions row"),
         ("interactions", "created_at", "9999-12-31T23:59:59-05:00", "interactions row"),
         ("profiles", "custom_features", "[" * 100_000 + "]" * 100_000, "profiles row"),
+        ("profiles", "custom_features", "[1, 2]", "expected a JSON dict"),
+        ("profiles", "extractor_names", '"abc"', "expected a JSON list of text"),
+        ("user_playbooks", "source_interaction_ids", '"abc"', "expected a JSON list"),
+        ("agent_success_evaluation_result", "regular_vs_shadow", "bogus", "regular_vs_shadow"),
     ],
 )
 def test_a_corrupt_value_is_refused_naming_its_row_before_anything_is_written(

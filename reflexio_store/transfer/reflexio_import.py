@@ -146,6 +146,27 @@ def _json(value: Any, where: str, default: Any = None) -> Any:
         raise ValidationError(f"{where}: the stored JSON could not be read.") from None
 
 
+def _shaped(value: Any, kind: type, where: str) -> Any:
+    """JSON of the shape the adapter reads back (None allowed): a value of another shape would
+    be stored and then fail every read of that row."""
+    if value is not None and not isinstance(value, kind):
+        raise ValidationError(f"{where}: expected a JSON {kind.__name__}, got {_json_kind(value)}.")
+    return value
+
+
+def _texts(value: Any, where: str) -> list[str]:
+    """A JSON list of text (a bare string would be read back as its characters)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(f"{where}: expected a JSON list of text, got {_json_kind(value)}.")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), "number" if isinstance(value, (int, float)) else type(value).__name__
+    )
+
+
 def _text(value: Any) -> str | None:
     """Reflexio writes '' for unset text; reflexio_store keeps what was stored (checked by
     `_converted` like every text value)."""
@@ -159,6 +180,7 @@ class _Rows:
         from reflexio.models.api_schema.domain import (
             AgentPlaybookSnapshot,
             PlaybookAggregationChangeLog,
+            RegularVsShadow,
             StructuredData,
             ToolUsed,
             UserProfile,
@@ -173,6 +195,7 @@ class _Rows:
         self.UserProfile = UserProfile
         self.Snapshot = AgentPlaybookSnapshot
         self.AggregationLog = PlaybookAggregationChangeLog
+        self.verdicts = {v.value for v in RegularVsShadow}
 
     def embedding(self, value: Any, where: str) -> list[float] | None:
         vector = _json(value, where)
@@ -186,6 +209,14 @@ class _Rows:
                 "for a new target database."
             )
         return [float(x) for x in vector]
+
+    def verdict(self, value: str | None) -> str | None:
+        """An evaluation's regular-vs-shadow verdict: one of Reflexio's values, or None."""
+        if value is not None and value not in self.verdicts:
+            raise ValidationError(
+                f"regular_vs_shadow {shown_value(value)} is not one of {sorted(self.verdicts)}."
+            )
+        return value
 
     def status(self, value: Any) -> Status:
         return self.convert.store_status(value or None)
@@ -232,8 +263,8 @@ class _Rows:
             "profile_id": r["profile_id"],
             "user_id": r["user_id"],
             "content": r["content"] or "",
-            "custom_features": _json(r["custom_features"], where),
-            "extractor_names": _json(r["extractor_names"], where, []) or [],
+            "custom_features": _shaped(_json(r["custom_features"], where), dict, where),
+            "extractor_names": _texts(_json(r["extractor_names"], where, []) or [], where),
             "source": _text(r["source"]),
             "status": self.status(r["status"]),
             "generated_from_request_id": _text(r["generated_from_request_id"]),
@@ -255,7 +286,9 @@ class _Rows:
             "agent_version": _text(r["agent_version"]),
             "content": r["content"] or "",
             **self.structured(r["structured_data"], where),
-            "source_interaction_ids": _json(r["source_interaction_ids"], where, []) or [],
+            "source_interaction_ids": _shaped(
+                _json(r["source_interaction_ids"], where, []) or [], list, where
+            ),
             "status": self.status(r["status"]),
             "source": _text(r["source"]),
             "expanded_terms": _text(r["expanded_terms"]),
@@ -289,7 +322,7 @@ class _Rows:
             "is_success": bool(r["is_success"]),
             "failure_type": _text(r["failure_type"]),
             "failure_reason": _text(r["failure_reason"]),
-            "regular_vs_shadow": _text(r["regular_vs_shadow"]) or None,
+            "regular_vs_shadow": self.verdict(_text(r["regular_vs_shadow"]) or None),
             "number_of_correction_per_session": r["number_of_correction_per_session"],
             "user_turns_to_resolution": r["user_turns_to_resolution"],
             "is_escalated": bool(r["is_escalated"]),
