@@ -80,6 +80,14 @@ def is_statement_too_large(exc: BaseException) -> bool:
     return any(marker in text for marker in _TOO_LARGE)
 
 
+def is_text_too_large_to_index(exc: BaseException) -> bool:
+    """PostgreSQL refused a row whose text makes a full-text entry over its 1 MB limit (many
+    distinct words): the row's input was too large, the database is fine."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    return getattr(exc.orig, "sqlstate", None) == "54000" and "tsvector" in str(exc.orig)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True when `exc` says the database could not be reached or refused the connection (as
     opposed to a bad statement): a connection-level OperationalError or an invalidated

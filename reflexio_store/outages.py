@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from reflexio_store.db_errors import (
     is_statement_too_large,
+    is_text_too_large_to_index,
     is_unavailable,
     server_reason,
     unavailable_advice,
@@ -115,6 +116,11 @@ def translate(
             "PostgreSQL binds at most 65,535 values per statement, SQLite limits bound variables "
             "and expression depth. Pass fewer values (ids, filter lists, metadata_filter keys) "
             "or split the call; nothing was written."
+        )
+    if is_text_too_large_to_index(exc):
+        return ValidationError(
+            "A text holds more distinct words than PostgreSQL's full-text index takes for one "
+            "row (1 MB of index): shorten or split it; nothing was written."
         )
     if is_statement_timeout(exc):
         return StatementTimeoutError(

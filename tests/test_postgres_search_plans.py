@@ -306,3 +306,19 @@ def test_remembered_sizes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not narrow_sizes.known_small(("db", 0), 30)  # the oldest were dropped
     assert narrow_sizes.known_small(("db", 4), 30)
     assert not narrow_sizes.known_small(("db", 4), 19)  # 10 rows: more than half of 19
+
+
+def test_expired_sizes_are_dropped_when_the_next_is_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from reflexio_store.search import narrow_sizes
+
+    monkeypatch.setattr(narrow_sizes, "_known", type(narrow_sizes._known)())
+    now = [1000.0]
+    monkeypatch.setattr(narrow_sizes, "_clock", lambda: now[0])
+    narrow_sizes.remember(("db", "old"), 10)
+    now[0] += narrow_sizes.KNOWN_FOR_SECONDS + 1
+    narrow_sizes.remember(("db", "new"), 10)
+    assert len(narrow_sizes._known) == 1
+    assert narrow_sizes.known_small(("db", "new"), 30)
+    assert not narrow_sizes.known_small(("db", "old"), 30)

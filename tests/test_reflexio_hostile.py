@@ -229,3 +229,41 @@ def test_a_long_history_of_processed_interactions_is_left_out_on_both_databases(
     _state, groups = rx.get_operation_state_with_new_request_interaction("svc", "u1")
     contents = sorted(i.content for g in groups for i in g.interactions)
     assert contents == ["message 1", "message 2"]
+
+
+def test_large_ordinary_text_is_kept_and_an_unindexable_one_is_our_error(
+    rx: ReflexioStoreStorage,
+) -> None:
+    """Long prose (here 460 KB) is stored on both databases. A text with more distinct words than
+    PostgreSQL's full-text index takes for one row is a ValidationError there (SQLite's FTS5 has
+    no such limit and keeps it), never a raw driver error."""
+    from reflexio.models.api_schema.domain import StructuredData
+
+    from tests.test_reflexio_adapter import user_playbook
+
+    prose = " ".join(["the agent restarted the build and the tests passed again"] * 8_000)
+    rx.add_user_interaction("u1", _interaction("u1", "r1", prose))
+    assert [len(i.content) for i in rx.get_user_interaction("u1")] == [len(prose)]
+    distinct = " ".join(f"w{i}x{i * 7919}" for i in range(90_000))
+    playbook = user_playbook("small", structured_data=StructuredData(trigger=distinct))
+    if rx.factory.backend == "postgresql":
+        with pytest.raises(ValidationError, match="full-text index"):
+            rx.save_user_playbooks([playbook])
+        assert rx.count_user_playbooks() == 0
+    else:
+        rx.save_user_playbooks([playbook])
+        assert rx.count_user_playbooks() == 1
+
+
+def test_status_current_filters_current_rows(rx: ReflexioStoreStorage) -> None:
+    """Reflexio's Status.CURRENT has the value 'None' (text); it used to be a raw ValueError."""
+    from reflexio.models.api_schema.domain import Status
+
+    rx.add_user_profile(
+        "u1",
+        [UserProfile(profile_id="p1", user_id="u1", content="likes tea",
+                     last_modified_timestamp=NOW, generated_from_request_id="r1")],
+    )  # fmt: skip
+    assert [p.profile_id for p in rx.get_all_profiles(10, [Status.CURRENT])] == ["p1"]
+    assert rx.update_all_profiles_status(Status.CURRENT, Status.ARCHIVED) == 1
+    assert rx.get_all_profiles(10, [Status.CURRENT]) == []

@@ -253,7 +253,19 @@ def test_a_row_the_target_refuses_leaves_nothing_imported(
     ("table", "column", "value", "problem"),
     [
         ("profiles", "content", "tea\x00time", "NUL"),
-        ("profiles", "status", "bogus", "not a valid Status"),
+        (
+            "profiles",
+            "status",
+            "bogus",
+            "profiles row profile_id='.*' cannot be imported: ValueError",
+        ),
+        ("profiles", "status", "sk-live-" + "A" * 100_000, "ValueError"),
+        (
+            "interactions",
+            "created_at",
+            "sk-live-" + "A" * 100_000,
+            "1: str is not an ISO timestamp",
+        ),
         ("profiles", "user_id", "u" * 3000, "user_id is larger than 1024 bytes"),
         ("interactions", "tools_used", '[{"foo": 1}]', "interactions row"),
         ("interactions", "created_at", "9999-12-31T23:59:59-05:00", "interactions row"),
@@ -282,8 +294,9 @@ def test_a_corrupt_value_is_refused_naming_its_row_before_anything_is_written(
         )
     factory = _sqlite_factory(tmp_path / "store.db")
     factory.ensure_schema()
-    with pytest.raises(ValidationError, match=problem):
+    with pytest.raises(ValidationError, match=problem) as caught:
         import_reflexio(bad, factory)
+    assert len(str(caught.value)) < 1000 and "sk-live" not in str(caught.value)
     with factory.writer() as session:
         assert session.scalar(select(func.count()).select_from(Interaction)) == 0
 

@@ -11,6 +11,8 @@ A stale entry can only cost time, never change a result: the exact plan is exact
 of rows (every vector of the user scanned, every text match ranked); the walk is the approximate
 path. A user who grows past the bound meanwhile is scanned exactly until the entry expires.
 Keys name the database, the schema and the filter's values, so organizations never share one.
+Only the key's 64-bit hash is kept (about 100 bytes an entry): two keys with one hash would share
+an entry, which, as a stale one, costs at most time.
 """
 
 from __future__ import annotations
@@ -26,23 +28,27 @@ MAX_KNOWN = 10_000
 """Sizes kept (least recently used dropped first)."""
 
 _clock = time.monotonic
-_known: OrderedDict[Hashable, tuple[int, float]] = OrderedDict()
+_known: OrderedDict[int, tuple[int, float]] = OrderedDict()
 _lock = threading.Lock()
 
 
 def remember(key: Hashable, rows: int) -> None:
     """The narrowing filter of `key` selected `rows` rows (counted up to the bound + 1)."""
+    now = _clock()
     with _lock:
-        _known[key] = (rows, _clock())
-        _known.move_to_end(key)
-        while len(_known) > MAX_KNOWN:
+        _known[hash(key)] = (rows, now)
+        _known.move_to_end(hash(key))
+        # Oldest first (each remember moves its entry to the end): expired ones go at once.
+        while _known and (
+            len(_known) > MAX_KNOWN or now - next(iter(_known.values()))[1] > KNOWN_FOR_SECONDS
+        ):
             _known.popitem(last=False)
 
 
 def known_small(key: Hashable, bound: int) -> bool:
     """True when `key` was counted at most bound / 2 rows within KNOWN_FOR_SECONDS."""
     with _lock:
-        found = _known.get(key)
+        found = _known.get(hash(key))
     if found is None:
         return False
     rows, when = found

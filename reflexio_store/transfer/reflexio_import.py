@@ -119,6 +119,18 @@ class ImportedTable:
 # -- reading Reflexio's values ------------------------------------------------------------------
 
 
+def _shown(value: Any) -> str:
+    """A stored value in a message: a number as it is, short text quoted, else its type (a
+    corrupt cell may hold a megabyte, or a secret pasted into the wrong column)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return shown_value(value)
+
+
+MAX_PROBLEM_CHARS = 300
+"""The longest a conversion's own complaint is quoted in an import error."""
+
+
 def _iso(value: Any, where: str) -> datetime:
     """Reflexio's ISO text timestamps (`...Z` or `+00:00`), to the microsecond."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -126,7 +138,7 @@ def _iso(value: Any, where: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
-        raise ValidationError(f"{where}: {value!r} is not an ISO timestamp.") from None
+        raise ValidationError(f"{where}: {_shown(value)} is not an ISO timestamp") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
@@ -134,7 +146,7 @@ def _epoch(value: Any, where: str) -> datetime:
     try:
         return datetime.fromtimestamp(float(value), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
-        raise ValidationError(f"{where}: {value!r} is not epoch seconds.") from None
+        raise ValidationError(f"{where}: {_shown(value)} is not epoch seconds") from None
 
 
 def _json(value: Any, where: str, default: Any = None) -> Any:
@@ -226,7 +238,7 @@ class _Rows:
         return self.convert.split_structured(data)
 
     def requests(self, r: Mapping[str, Any]) -> dict[str, Any]:
-        where = f"requests {r['request_id']!r}"
+        where = f"requests {_shown(r['request_id'])}"
         return {
             "request_id": r["request_id"],
             "user_id": r["user_id"],
@@ -258,7 +270,7 @@ class _Rows:
         }
 
     def profiles(self, r: Mapping[str, Any]) -> dict[str, Any]:
-        where = f"profiles {r['profile_id']!r}"
+        where = f"profiles {_shown(r['profile_id'])}"
         return {
             "profile_id": r["profile_id"],
             "user_id": r["user_id"],
@@ -371,7 +383,7 @@ class _Rows:
         }
 
     def _operation_state(self, r: Mapping[str, Any]) -> dict[str, Any]:
-        where = f"_operation_state {r['service_name']!r}"
+        where = f"_operation_state {_shown(r['service_name'])}"
         state = _json(r["operation_state"], where, {})
         return {
             "service_name": r["service_name"],
@@ -533,10 +545,13 @@ def _converted(convert: _Rows, source: str, key: str, row: Mapping[str, Any]) ->
     except ValidationError as exc:
         problem = str(exc)
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-        # pydantic's ValidationError is a ValueError; its text is the model's complaint.
-        problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        # pydantic's ValidationError is a ValueError; its text is the model's complaint. An
+        # enum's complaint quotes the value: only its kind is kept.
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        problem = f"{type(exc).__name__}" + ("" if "is not a valid" in first else f": {first}")
+    problem = problem[:MAX_PROBLEM_CHARS].rstrip(". ")
     raise ValidationError(
-        f"Reflexio's {source} row {key}={shown_value(row[key])} cannot be imported: {problem}. "
+        f"Reflexio's {source} row {key}={_shown(row[key])} cannot be imported: {problem}. "
         "Nothing was imported; fix or remove that row in the Reflexio file."
     )
 

@@ -40,7 +40,6 @@ from reflexio_store.integrations.reflexio._core import (
 from reflexio_store.integrations.reflexio._search import Mode, pick_mode
 from reflexio_store.validation import (
     MAX_KEY_BYTES,
-    MAX_SEARCHED_BYTES,
     check_json,
     filter_key,
     optional_text,
@@ -63,16 +62,12 @@ def _user_playbook_values(item: UserPlaybook, embedding: list[float] | None) -> 
         ),
         "request_id": filter_key(item.request_id, "request_id"),
         "agent_version": filter_key(item.agent_version, "agent_version"),
-        "content": require_text(
-            item.content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES // 3
-        ),
+        "content": require_text(item.content, "content", allow_empty=True),
         **_structured(item.structured_data),
         "source_interaction_ids": sources,
         "status": c.store_status(item.status),
         "source": filter_key(item.source, "source"),
-        "expanded_terms": optional_text(
-            item.expanded_terms, "expanded_terms", max_bytes=MAX_SEARCHED_BYTES // 3
-        ),
+        "expanded_terms": optional_text(item.expanded_terms, "expanded_terms"),
         "embedding": embedding,
         "created_at": c.to_datetime(item.created_at, "created_at"),
     }
@@ -84,16 +79,12 @@ def _agent_playbook_values(item: AgentPlaybook, embedding: list[float] | None) -
             item.playbook_name, "playbook_name", allow_empty=True, max_bytes=MAX_KEY_BYTES
         ),
         "agent_version": filter_key(item.agent_version, "agent_version"),
-        "content": require_text(
-            item.content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES // 3
-        ),
+        "content": require_text(item.content, "content", allow_empty=True),
         **_structured(item.structured_data),
         "playbook_status": c.review_status(item.playbook_status),
         "playbook_metadata": c.metadata_in(item.playbook_metadata),
         "status": c.store_status(item.status),
-        "expanded_terms": optional_text(
-            item.expanded_terms, "expanded_terms", max_bytes=MAX_SEARCHED_BYTES // 3
-        ),
+        "expanded_terms": optional_text(item.expanded_terms, "expanded_terms"),
         "embedding": embedding,
         "created_at": c.to_datetime(item.created_at, "created_at"),
     }
@@ -283,9 +274,7 @@ class PlaybookPart(AdapterCore):
                 playbook_name, "playbook_name", allow_empty=True, max_bytes=MAX_KEY_BYTES
             )
         if content is not None:
-            values["content"] = require_text(
-                content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES // 3
-            )
+            values["content"] = require_text(content, "content", allow_empty=True)
         if structured_data is not None:
             values.update(_structured(structured_data))
         with self._write() as session:
@@ -360,9 +349,7 @@ class PlaybookPart(AdapterCore):
                 playbook_name, "playbook_name", allow_empty=True, max_bytes=MAX_KEY_BYTES
             )
         if content is not None:
-            values["content"] = require_text(
-                content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES // 3
-            )
+            values["content"] = require_text(content, "content", allow_empty=True)
         if structured_data is not None:
             values.update(_structured(structured_data))
         if playbook_status is not None:

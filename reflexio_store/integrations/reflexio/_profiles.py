@@ -38,7 +38,6 @@ from reflexio_store.integrations.reflexio._core import (
 from reflexio_store.integrations.reflexio._search import pick_mode, widened
 from reflexio_store.validation import (
     MAX_KEY_BYTES,
-    MAX_SEARCHED_BYTES,
     check_json,
     filter_key,
     optional_text,
@@ -66,9 +65,7 @@ def _profile_values(profile: UserProfile, embedding: list[float] | None) -> dict
     return {
         "profile_id": require_text(profile.profile_id, "profile_id", max_bytes=MAX_KEY_BYTES),
         "user_id": require_text(profile.user_id, "user_id", max_bytes=MAX_KEY_BYTES),
-        "content": require_text(
-            profile.content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES // 2
-        ),
+        "content": require_text(profile.content, "content", allow_empty=True),
         "custom_features": features,
         "extractor_names": list(profile.extractor_names or []),
         "source": filter_key(profile.source, "source"),
@@ -81,9 +78,7 @@ def _profile_values(profile: UserProfile, embedding: list[float] | None) -> dict
         "last_modified_at": c.to_datetime(
             profile.last_modified_timestamp, "last_modified_timestamp"
         ),
-        "expanded_terms": optional_text(
-            profile.expanded_terms, "expanded_terms", max_bytes=MAX_SEARCHED_BYTES // 2
-        ),
+        "expanded_terms": optional_text(profile.expanded_terms, "expanded_terms"),
         "embedding": embedding,
     }
 
@@ -124,9 +119,7 @@ def _interaction_values(item: Interaction, embedding: list[float] | None) -> dic
         "request_id": require_text(item.request_id, "request_id", max_bytes=MAX_KEY_BYTES),
         "user_id": require_text(item.user_id, "user_id", max_bytes=MAX_KEY_BYTES),
         "role": optional_text(item.role, "role"),
-        "content": require_text(
-            item.content, "content", allow_empty=True, max_bytes=MAX_SEARCHED_BYTES
-        ),
+        "content": require_text(item.content, "content", allow_empty=True),
         "user_action": item.user_action.value,
         "user_action_description": optional_text(
             item.user_action_description, "user_action_description"

@@ -67,9 +67,10 @@ def to_epoch(value: datetime) -> int:
 
 
 def store_status(status: Any) -> StoreStatus:
-    """Reflexio's NULL / Status.CURRENT means current."""
+    """Reflexio's NULL / Status.CURRENT means current (Status.CURRENT's value is the text
+    'None')."""
     value = getattr(status, "value", status)
-    return StoreStatus.CURRENT if value is None else StoreStatus(value)
+    return StoreStatus.CURRENT if value is None or value == "None" else StoreStatus(value)
 
 
 def store_statuses(status_filter: Sequence[Any]) -> list[StoreStatus]:
