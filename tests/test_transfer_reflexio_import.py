@@ -314,3 +314,45 @@ def test_a_file_name_with_url_characters_is_opened_read_only(
     assert sum(t.imported for t in imported) > 0
     # Nothing created beside it: the read-only URI kept its whole name (no stray "odd" file).
     assert not [p for p in tmp_path.iterdir() if not p.name.startswith(("odd?name", "store.db"))]
+
+
+def test_rows_are_streamed_a_batch_at_a_time(
+    reflexio_db: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory does not grow with the file: the first batch of interactions is written before
+    the next is read and converted."""
+    from reflexio_store.transfer import reflexio_import as ri
+
+    source, _ = reflexio_db
+    big = tmp_path / "big.db"
+    with sqlite3.connect(source) as src, sqlite3.connect(big) as dst:
+        src.backup(dst)
+        top = dst.execute("SELECT max(interaction_id) FROM interactions").fetchone()[0]
+        columns = [r[1] for r in dst.execute("PRAGMA table_info(interactions)")]
+        others = ", ".join(f'"{c}"' for c in columns if c != "interaction_id")
+        for n in range(1, 2 * ri.BATCH + 1):
+            dst.execute(
+                f"INSERT INTO interactions (interaction_id, {others}) "
+                f"SELECT {top + n}, {others} FROM interactions WHERE interaction_id = ?",
+                (top,),
+            )
+    converted = {"interactions": 0}
+    original = ri._Rows.interactions
+
+    def counting(self: Any, row: Any) -> dict[str, Any]:
+        converted["interactions"] += 1
+        return original(self, row)
+
+    monkeypatch.setattr(ri._Rows, "interactions", counting)
+    seen_at_first_write: list[int] = []
+
+    def progress(table: str, done: int, total: int) -> None:
+        if table == "interactions" and not seen_at_first_write:
+            seen_at_first_write.append(converted["interactions"])
+
+    factory = _sqlite_factory(tmp_path / "store.db")
+    factory.ensure_schema()
+    report = {t.source_table: t for t in import_reflexio(big, factory, progress=progress)}
+    assert seen_at_first_write == [ri.BATCH]
+    assert converted["interactions"] > 2 * ri.BATCH
+    assert report["interactions"].present == report["interactions"].source_rows

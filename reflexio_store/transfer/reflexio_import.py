@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -485,36 +485,29 @@ def _read(conn: sqlite3.Connection, table: str, key: str) -> Iterator[list[Mappi
 def import_reflexio(
     path: Path, target: SessionFactory, *, progress: Progress | None = None
 ) -> list[ImportedTable]:
-    """Import every table of the Reflexio SQLite file at `path` into `target` (migrated)."""
+    """Import every table of the Reflexio SQLite file at `path` into `target` (migrated).
+
+    All or nothing, in one transaction: every row is converted and checked as its batch is
+    written, and a row that cannot be converted, or that the target refuses, rolls everything
+    back. Rows are streamed a batch at a time (memory does not grow with the file); only the
+    evaluation results (merged per session and name) and the requests that interactions point at
+    but Reflexio no longer has are collected first."""
     conn = open_reflexio(path)
-    try:
-        convert = _Rows(target.storage.embedding_dimensions)
-        # Convert everything before writing anything: a bad row refuses the whole import.
-        batches = {
-            source: [
-                [_converted(convert, source, key, row) for row in rows]
-                for rows in _read(conn, source, key)
-            ]
-            for source, _, key in PLAN
-        }
-    finally:
-        conn.close()
-    _add_missing_requests(batches)
-    merged = _newest_evaluation_per_pair(batches)
-    for source, table, _ in PLAN:
-        _check_explicit_ids(source, table, batches[source])
-    # One transaction: a row the database refuses (or a count that does not add up) leaves the
-    # target as it was, never half imported.
     failure: str | None = None
     try:
-        with target.writer_connection() as dst:
-            return [
-                _write(dst, target, source, table, batches[source], progress, merged.get(source, 0))
-                for source, table, _ in PLAN
-            ]
-    except DBAPIError as exc:
-        raise_translated(exc, target.storage.writer_url)
-        failure = server_reason(exc, target.storage.writer_url)
+        convert = _Rows(target.storage.embedding_dimensions)
+        orphans = _orphan_requests(conn)
+        try:
+            with target.writer_connection() as dst:
+                return [
+                    _import_table(conn, dst, target, convert, source, table, key, orphans, progress)
+                    for source, table, key in PLAN
+                ]
+        except DBAPIError as exc:
+            raise_translated(exc, target.storage.writer_url)
+            failure = server_reason(exc, target.storage.writer_url)
+    finally:
+        conn.close()
     raise ValidationError(
         f"The target database refused a row of the Reflexio file ({failure}); nothing was "
         "imported. Fix or remove that row in the file and import again."
@@ -556,86 +549,111 @@ def _converted(convert: _Rows, source: str, key: str, row: Mapping[str, Any]) ->
     )
 
 
-def _check_explicit_ids(source: str, table: Table, batches: Sequence[list[dict[str, Any]]]) -> None:
+def _check_explicit_ids(source: str, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Integer keys are kept as Reflexio numbered them; the key's sequence then moves past the
     largest, which must leave room for the ids generated afterwards."""
     from reflexio_store.integrations.reflexio._profiles import MAX_EXPLICIT_ID
 
     key = _TARGET_KEY.get(source) or next(iter(table.primary_key.columns)).name
-    for rows in batches:
-        for row in rows:
-            value = row.get(key)
-            if isinstance(value, int) and not 1 <= value <= MAX_EXPLICIT_ID:
-                raise ValidationError(
-                    f"{source}: the id {value} is outside 1-{MAX_EXPLICIT_ID:,} (ids generated "
-                    "after it would overflow the key); nothing was imported."
-                )
+    for row in rows:
+        value = row.get(key)
+        if isinstance(value, int) and not 1 <= value <= MAX_EXPLICIT_ID:
+            raise ValidationError(
+                f"{source}: the id {value} is outside 1-{MAX_EXPLICIT_ID:,} (ids generated "
+                "after it would overflow the key); nothing was imported."
+            )
 
 
-def _newest_evaluation_per_pair(batches: dict[str, list[list[dict[str, Any]]]]) -> dict[str, int]:
-    name = "agent_success_evaluation_result"
-    rows = [row for batch in batches[name] for row in batch]
+EVALUATIONS = "agent_success_evaluation_result"
+
+
+def _newest_per_pair(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One evaluation result per (session, evaluation name): rows come in id order, and a later
+    one replaces an earlier one."""
     newest: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:  # in id order: a later row replaces an earlier one
+    for row in rows:
         newest[(row["session_id"], row["evaluation_name"])] = row
-    batches[name] = [list(newest.values())] if newest else []
-    return {name: len(rows) - len(newest)}
+    return list(newest.values())
 
 
-def _add_missing_requests(batches: dict[str, list[list[dict[str, Any]]]]) -> None:
+def _orphan_requests(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     """Reflexio has no foreign key from interactions to requests; ours cascades. An interaction
-    whose request is gone gets a request row made from it, as ReflexioStoreStorage does."""
-    known = {row["request_id"] for batch in batches["requests"] for row in batch}
+    whose request is gone gets a request row made from its first interaction, as
+    ReflexioStoreStorage does. Only those interactions are read here."""
     orphans: dict[str, dict[str, Any]] = {}
-    for batch in batches["interactions"]:
-        for row in batch:
-            if row["request_id"] not in known:
-                orphans.setdefault(
-                    row["request_id"],
-                    {
-                        "request_id": row["request_id"],
-                        "user_id": row["user_id"],
-                        "created_at": row["created_at"],
-                        "source": "",
-                        "agent_version": "",
-                        "session_id": None,
-                    },
-                )
-    if orphans:
-        batches["requests"].append(list(orphans.values()))
+    rows = conn.execute(
+        "SELECT interaction_id, request_id, user_id, created_at FROM interactions "
+        "WHERE request_id NOT IN (SELECT request_id FROM requests WHERE request_id IS NOT NULL) "
+        "ORDER BY interaction_id"
+    )
+    for r in rows:
+        if r["request_id"] in orphans:
+            continue
+        where = f"interactions {_shown(r['interaction_id'])}"
+        for name in ("request_id", "user_id"):
+            if r[name] is not None:
+                require_text(r[name], f"{where}: {name}", allow_empty=True, max_bytes=MAX_KEY_BYTES)
+        orphans[r["request_id"]] = {
+            "request_id": r["request_id"],
+            "user_id": r["user_id"],
+            "created_at": _iso(r["created_at"], where),
+            "source": "",
+            "agent_version": "",
+            "session_id": None,
+        }
+    return orphans
 
 
-def _write(
-    conn: Connection,
+def _import_table(
+    conn: sqlite3.Connection,
+    dst: Connection,
     target: SessionFactory,
+    convert: _Rows,
     source: str,
     table: Table,
-    batches: Sequence[list[dict[str, Any]]],
+    key: str,
+    orphans: dict[str, dict[str, Any]],
     progress: Progress | None,
-    merged: int,
 ) -> ImportedTable:
-    key = _TARGET_KEY.get(source) or next(iter(table.primary_key.columns)).name
-    column = table.c[key]
-    total = sum(len(b) for b in batches)
-    before = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-    done = 0
+    target_key = _TARGET_KEY.get(source) or next(iter(table.primary_key.columns)).name
+    column = table.c[target_key]
+    expected = int(conn.execute(f'SELECT count(*) FROM "{source}"').fetchone()[0])  # noqa: S608
+    if source == "requests":
+        expected += len(orphans)
+
+    def converted() -> Iterator[list[dict[str, Any]]]:
+        for rows in _read(conn, source, key):
+            batch = [_converted(convert, source, key, row) for row in rows]
+            _check_explicit_ids(source, table, batch)
+            yield batch
+        if source == "requests" and orphans:
+            extra = list(orphans.values())
+            for start in range(0, len(extra), BATCH):
+                yield extra[start : start + BATCH]
+
+    merged = 0
+    batches: Iterable[list[dict[str, Any]]] = converted()
+    if source == EVALUATIONS:
+        every = [row for batch in batches for row in batch]
+        newest = _newest_per_pair(every)
+        merged = len(every) - len(newest)
+        batches = [newest[i : i + BATCH] for i in range(0, len(newest), BATCH)]
+    before = int(dst.execute(select(func.count()).select_from(table)).scalar_one())
+    total = present = 0
     for rows in batches:
-        conn.execute(insert_or_ignore(conn, table, None), rows)
-        done += len(rows)
-        if progress is not None:
-            progress(table.name, done, total)
-    keys = [row[key] for rows in batches for row in rows]
-    present = 0
-    if target.backend == "postgresql":
-        reset_sequence(conn, table, target.storage.schema)
-    after = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-    for start in range(0, len(keys), BATCH):
-        chunk = keys[start : start + BATCH]
+        dst.execute(insert_or_ignore(dst, table, None), rows)
+        keys = [row[target_key] for row in rows]
         present += int(
-            conn.execute(
-                select(func.count()).select_from(table).where(column.in_(chunk))
+            dst.execute(
+                select(func.count()).select_from(table).where(column.in_(keys))
             ).scalar_one()
         )
+        total += len(rows)
+        if progress is not None:
+            progress(table.name, total, max(expected - merged, total))
+    if target.backend == "postgresql":
+        reset_sequence(dst, table, target.storage.schema)
+    after = int(dst.execute(select(func.count()).select_from(table)).scalar_one())
     report = ImportedTable(source, table.name, total + merged, after - before, present, merged)
     if present != total:
         raise ReflexioStoreError(
