@@ -322,3 +322,20 @@ def test_expired_sizes_are_dropped_when_the_next_is_remembered(
     assert len(narrow_sizes._known) == 1
     assert narrow_sizes.known_small(("db", "new"), 30)
     assert not narrow_sizes.known_small(("db", "old"), 30)
+
+
+def test_through_store_the_second_search_of_a_user_skips_the_count(
+    pg_factory: SessionFactory, pg: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each Store call opens its own session on the replica: the size remembered by the first
+    search must be found by the second (SQLAlchemy adds an alias to the schema map at the
+    engine's first execution, which made the second key differ)."""
+    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", 30)
+    _seed(pg_factory)
+    pg.wait_for_replica()
+    store = Store(pg_factory)
+    d = dims(pg_factory)
+    with _Sent(pg_factory.replicas.replicas[0].engine.engine) as sent:
+        for expect_count in (True, False, False):
+            store.search_profiles("coffee", embedding=near(d, 1.0, 0), user_id="small")
+            assert sent.counted() is expect_count

@@ -487,7 +487,9 @@ def _database_of(session: Session) -> Hashable:
     """Which database and schema the session reads: part of every narrow_sizes key."""
     bind = session.get_bind()
     schemas = bind.get_execution_options().get("schema_translate_map") or {}
-    return (bind.engine.url, tuple(sorted((str(k), str(v)) for k, v in schemas.items())))
+    # The default schema's entry only: SQLAlchemy adds a "_none" alias of it to the map after
+    # the first execution, which must not make the second search's key another one.
+    return (bind.engine.url, str(schemas.get(None, schemas.get("_none"))))
 
 
 def _size_key(
