@@ -69,6 +69,14 @@ def shown_value(value: Any) -> str:
     return repr(value) if isinstance(value, str) and len(value) <= 40 else _type_name(value)
 
 
+def shown_key(value: Any) -> str:
+    """A row's key in a message: an integer id as it is, short text quoted, else its type (a
+    stored value may be a megabyte, or a secret pasted into the wrong column)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**20:
+        return str(value)
+    return shown_value(value)
+
+
 # -- text ------------------------------------------------------------------------------------
 
 

@@ -174,3 +174,28 @@ def test_one_sqlite_file_spelled_two_ways_is_the_same_database(
     for other in factories[1:]:
         with pytest.raises(ConfigurationError, match="same database"):
             copy_database(factories[0], other, append=True)
+
+
+def test_a_row_postgresql_refuses_is_named_and_the_copy_can_be_finished(
+    filled_sqlite: SessionFactory, pg_factory: SessionFactory
+) -> None:
+    """SQLite stores a NUL that PostgreSQL refuses (written by an older tool): the copy stops
+    naming the table and the batch's first key, instead of a bare driver error; after the
+    source is fixed, --append finishes it and the copy verifies."""
+    import sqlite3
+
+    from reflexio_store.transfer.copy import CopyError
+
+    path = filled_sqlite.storage.writer_url.sqlite_path
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        (victim,) = conn.execute("SELECT id FROM profiles ORDER BY id LIMIT 1 OFFSET 5").fetchone()
+        conn.execute(
+            "UPDATE profiles SET content = 'tea' || char(0) || 'time' WHERE id = ?", (victim,)
+        )
+    with pytest.raises(CopyError, match=r"Table profiles: the target refused a row .*id=\d+.*NUL"):
+        copy_database(filled_sqlite, pg_factory, batch=4)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE profiles SET content = 'tea time' WHERE id = ?", (victim,))
+    reports = copy_database(filled_sqlite, pg_factory, batch=4, append=True)
+    assert all(r.verified for r in reports)

@@ -23,18 +23,30 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Column, Table, func, select, tuple_
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
+from reflexio_store.db_errors import server_reason
 from reflexio_store.dialect import insert_or_ignore
-from reflexio_store.errors import ConfigurationError, ConflictError, ReflexioStoreError
+from reflexio_store.errors import (
+    ConfigurationError,
+    ConflictError,
+    ReflexioStoreError,
+    ValidationError,
+)
 from reflexio_store.models import Base
 from reflexio_store.sessions import SessionFactory
 from reflexio_store.types import Embedding
+from reflexio_store.validation import shown_key
 
 DEFAULT_BATCH = 2_000
 
 Progress = Callable[[str, int, int], None]
 """Called as progress(table, rows_done, rows_total) after each batch."""
+
+
+class CopyError(ReflexioStoreError):
+    """The target refused a row of the source (the table and the batch are named)."""
 
 
 class CopyVerificationError(ReflexioStoreError):
@@ -215,8 +227,7 @@ def _copy_table(
     # even if the source changes meanwhile.
     with source.writer_connection(write=False) as src:
         for rows in _batches(src, table, batch):
-            with target.writer_connection() as dst:
-                dst.execute(insert_or_ignore(dst, table, keys), rows)
+            _write_batch(target, table, keys, rows, done)
             _digest_rows(iter(rows), columns, digest)
             done += len(rows)
             if progress is not None:
@@ -247,6 +258,30 @@ def _copy_table(
             "target's values; copy into an empty database to replace them."
         )
     return report
+
+
+def _write_batch(
+    target: SessionFactory, table: Table, keys: list[str], rows: Sequence[Any], done: int
+) -> None:
+    """One batch in its own transaction. A row the target refuses (text with NUL, which SQLite
+    stores and PostgreSQL does not) is named by table and key; the batch is rolled back, the
+    earlier ones stay (run again with --append after fixing the source)."""
+    failure: str | None = None
+    try:
+        with target.writer_connection() as dst:
+            dst.execute(insert_or_ignore(dst, table, keys), rows)
+        return
+    except ValidationError as exc:  # a value our types refuse; outages propagate as they are
+        failure = str(exc)
+    except DBAPIError as exc:
+        failure = server_reason(exc, target.storage.writer_url)
+    first = dict(rows[0]._mapping) if hasattr(rows[0], "_mapping") else dict(rows[0])
+    raise CopyError(
+        f"Table {table.name}: the target refused a row of the batch starting at "
+        f"{', '.join(f'{k}={shown_key(first.get(k))}' for k in keys)} (rows {done + 1}-"
+        f"{done + len(rows)}): {failure}. That batch was not written; the {done} rows before it "
+        "were. Fix the source row and run the copy again with --append."
+    )
 
 
 def _digest_rows(rows: Iterator[Any], columns: list[Column[Any]], digest: Any) -> int:

@@ -33,7 +33,13 @@ from reflexio_store.errors import ConfigurationError, ReflexioStoreError, Valida
 from reflexio_store.outages import raise_translated
 from reflexio_store.sessions import SessionFactory
 from reflexio_store.transfer.copy import reset_sequence
-from reflexio_store.validation import MAX_KEY_BYTES, MAX_TEXT_BYTES, require_text, shown_value
+from reflexio_store.validation import (
+    MAX_KEY_BYTES,
+    MAX_TEXT_BYTES,
+    require_text,
+    shown_key,
+    shown_value,
+)
 
 SUPPORTED_VERSION = "reflexio-ai 0.2.8"
 BATCH = 1_000
@@ -119,14 +125,6 @@ class ImportedTable:
 # -- reading Reflexio's values ------------------------------------------------------------------
 
 
-def _shown(value: Any) -> str:
-    """A stored value in a message: a number as it is, short text quoted, else its type (a
-    corrupt cell may hold a megabyte, or a secret pasted into the wrong column)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return shown_value(value)
-
-
 MAX_PROBLEM_CHARS = 300
 """The longest a conversion's own complaint is quoted in an import error."""
 
@@ -138,7 +136,7 @@ def _iso(value: Any, where: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
-        raise ValidationError(f"{where}: {_shown(value)} is not an ISO timestamp") from None
+        raise ValidationError(f"{where}: {shown_key(value)} is not an ISO timestamp") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
@@ -146,7 +144,7 @@ def _epoch(value: Any, where: str) -> datetime:
     try:
         return datetime.fromtimestamp(float(value), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
-        raise ValidationError(f"{where}: {_shown(value)} is not epoch seconds") from None
+        raise ValidationError(f"{where}: {shown_key(value)} is not epoch seconds") from None
 
 
 def _json(value: Any, where: str, default: Any = None) -> Any:
@@ -238,7 +236,7 @@ class _Rows:
         return self.convert.split_structured(data)
 
     def requests(self, r: Mapping[str, Any]) -> dict[str, Any]:
-        where = f"requests {_shown(r['request_id'])}"
+        where = f"requests {shown_key(r['request_id'])}"
         return {
             "request_id": r["request_id"],
             "user_id": r["user_id"],
@@ -270,7 +268,7 @@ class _Rows:
         }
 
     def profiles(self, r: Mapping[str, Any]) -> dict[str, Any]:
-        where = f"profiles {_shown(r['profile_id'])}"
+        where = f"profiles {shown_key(r['profile_id'])}"
         return {
             "profile_id": r["profile_id"],
             "user_id": r["user_id"],
@@ -383,7 +381,7 @@ class _Rows:
         }
 
     def _operation_state(self, r: Mapping[str, Any]) -> dict[str, Any]:
-        where = f"_operation_state {_shown(r['service_name'])}"
+        where = f"_operation_state {shown_key(r['service_name'])}"
         state = _json(r["operation_state"], where, {})
         return {
             "service_name": r["service_name"],
@@ -544,7 +542,7 @@ def _converted(convert: _Rows, source: str, key: str, row: Mapping[str, Any]) ->
         problem = f"{type(exc).__name__}" + ("" if "is not a valid" in first else f": {first}")
     problem = problem[:MAX_PROBLEM_CHARS].rstrip(". ")
     raise ValidationError(
-        f"Reflexio's {source} row {key}={_shown(row[key])} cannot be imported: {problem}. "
+        f"Reflexio's {source} row {key}={shown_key(row[key])} cannot be imported: {problem}. "
         "Nothing was imported; fix or remove that row in the Reflexio file."
     )
 
@@ -589,7 +587,7 @@ def _orphan_requests(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     for r in rows:
         if r["request_id"] in orphans:
             continue
-        where = f"interactions {_shown(r['interaction_id'])}"
+        where = f"interactions {shown_key(r['interaction_id'])}"
         for name in ("request_id", "user_id"):
             if r[name] is not None:
                 require_text(r[name], f"{where}: {name}", allow_empty=True, max_bytes=MAX_KEY_BYTES)
