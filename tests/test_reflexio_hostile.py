@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("reflexio", reason="needs the reflexio extra: pip install -e '.[test]'")
 
@@ -267,3 +269,76 @@ def test_status_current_filters_current_rows(rx: ReflexioStoreStorage) -> None:
     assert [p.profile_id for p in rx.get_all_profiles(10, [Status.CURRENT])] == ["p1"]
     assert rx.update_all_profiles_status(Status.CURRENT, Status.ARCHIVED) == 1
     assert rx.get_all_profiles(10, [Status.CURRENT]) == []
+
+
+# -- properties: hypothesis draws the hostile values ----------------------------------------
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.text(alphabet=st.characters(blacklist_categories=()), min_size=1, max_size=8).map(
+        lambda t: t + "\x00"
+    ),
+    st.just("\ud800"),
+    st.just("k" * 3000),
+    st.binary(max_size=8),
+    st.lists(st.one_of(st.text(max_size=5), st.integers(), st.none()), max_size=4),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+def test_hypothesis_arguments_get_our_errors_on_both_databases(
+    sqlite_factory: SessionFactory, pg_factory: SessionFactory
+) -> None:
+    """Hypothesis draws a method, a parameter and a value; SQLite and PostgreSQL must both either
+    accept it or refuse it with one of our errors, and agree on which."""
+    from reflexio_store.errors import ReflexioStoreError
+
+    sides = [
+        ReflexioStoreStorage("org-1", factory=f, embedder=embed)
+        for f in (sqlite_factory, pg_factory)
+    ]
+    disagreements: list[str] = []
+
+    def outcome(rx: ReflexioStoreStorage, method: str, kwargs: dict[str, object]) -> str:
+        try:
+            getattr(rx, method)(**kwargs)
+        except ReflexioStoreError as exc:
+            return type(exc).__name__
+        return "ok"
+
+    @settings(
+        max_examples=150,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=(Phase.generate,),
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(call=st.sampled_from(CALLS), value=_values)
+    def run(call: tuple[str, str, dict[str, object]], value: object) -> None:
+        method, parameter, others = call
+        kwargs = {**others, parameter: value}
+        results = [outcome(rx, method, kwargs) for rx in sides]
+        if results[0] != results[1]:
+            disagreements.append(f"{method}({parameter}={value!r:.60}): {results}")
+
+    run()
+    assert disagreements == []
+
+
+def test_the_constructor_checks_its_arguments(sqlite_factory: SessionFactory) -> None:
+    from reflexio_store import ConfigurationError
+
+    with pytest.raises(ValidationError, match="org_id must be text"):
+        ReflexioStoreStorage(None, factory=sqlite_factory, embedder=embed)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="factory must be a reflexio_store SessionFactory"):
+        ReflexioStoreStorage("o", factory="x", embedder=embed)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="embedder must be a callable"):
+        ReflexioStoreStorage("o", factory=sqlite_factory, embedder=5)  # type: ignore[arg-type]
+    rx = ReflexioStoreStorage("o", factory=sqlite_factory, embedder=lambda texts: None)
+    with pytest.raises(ValidationError, match="The embedder returned a NoneType"):
+        rx.add_user_interaction("u1", _interaction("u1", "r1", "hi"))

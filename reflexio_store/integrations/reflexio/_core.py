@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Result, inspect, select
 from sqlalchemy.orm import Session
 
 from reflexio_store import migrations
-from reflexio_store.errors import NotFoundError, ValidationError
+from reflexio_store.errors import ConfigurationError, NotFoundError, ValidationError
 from reflexio_store.integrations.reflexio.convert import store_statuses
 from reflexio_store.integrations.reflexio.embedding import (
     BatchEmbedder,
@@ -23,7 +23,7 @@ from reflexio_store.integrations.reflexio.embedding import (
 from reflexio_store.sessions import SessionFactory, get_session_factory
 from reflexio_store.settings import StorageConfig
 from reflexio_store.store import Store
-from reflexio_store.validation import as_vector, int_ids, text_ids
+from reflexio_store.validation import MAX_KEY_BYTES, as_vector, int_ids, require_text, text_ids
 
 
 class ReflexioNotFoundError(NotFoundError, ValueError):
@@ -42,6 +42,16 @@ class AdapterCore(BaseStorage):
         base_dir: str | None = None,
         factory: SessionFactory | None = None,
     ) -> None:
+        require_text(org_id, "org_id", max_bytes=MAX_KEY_BYTES)
+        if factory is not None and not isinstance(factory, SessionFactory):
+            raise ConfigurationError(
+                f"factory must be a reflexio_store SessionFactory, got {type(factory).__name__}."
+            )
+        if embedder is not None and not callable(embedder):
+            raise ConfigurationError(
+                "embedder must be a callable taking a list of texts and returning one vector "
+                f"per text, got {type(embedder).__name__}."
+            )
         super().__init__(org_id, base_dir=base_dir)
         self.factory = factory if factory is not None else get_session_factory(config)
         self.store = Store(self.factory)

@@ -9,7 +9,7 @@ caller has to pass an embedder.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from reflexio_store.errors import ConfigurationError, ValidationError
@@ -28,11 +28,17 @@ def batch_embedder(embedder: Embedder) -> BatchEmbedder:
     def embed(texts: list[str]) -> Sequence[Sequence[float]]:
         if not texts:
             return []
-        vectors = list(embedder(list(texts)))
-        if len(vectors) != len(texts) or any(isinstance(v, (int, float)) for v in vectors):
+        result = embedder(list(texts))
+        vectors = list(result) if isinstance(result, Iterable) else None
+        if (
+            vectors is None
+            or len(vectors) != len(texts)
+            or any(isinstance(v, (int, float)) for v in vectors)
+        ):
+            got = f"a {type(result).__name__}" if vectors is None else f"{len(vectors)} items"
             raise ValidationError(
-                f"The embedder returned {len(vectors)} items for {len(texts)} texts; it must "
-                "take a list of texts and return one vector (a list of numbers) per text, in order."
+                f"The embedder returned {got} for {len(texts)} texts; it must take a list of "
+                "texts and return one vector (a list of numbers) per text, in order."
             )
         return vectors  # validated (size, finite, not all zero) where they are stored
 
