@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from reflexio_store.db_errors import is_unavailable, unavailable_error
@@ -85,7 +85,7 @@ def _user_order(
     qualified = f'"{schema}"."{table}"'
     try:
         with engine.begin() as conn:
-            conn.execute(text(f"ANALYZE {qualified}"))
+            rows, pages = _analyze(conn, qualified)
             order = conn.execute(
                 text(
                     "SELECT correlation FROM pg_stats WHERE schemaname = :schema "
@@ -93,19 +93,24 @@ def _user_order(
                 ),
                 {"schema": schema, "table": table},
             ).scalar()
-            rows, pages = conn.execute(
-                text(
-                    "SELECT reltuples::bigint, relpages FROM pg_class "
-                    "WHERE oid = CAST(:name AS regclass)"
-                ),
-                {"name": qualified},
-            ).one()
     except DBAPIError as exc:
         if is_unavailable(exc):
             raise unavailable_error(exc, storage.writer_url, "analyze tables in") from None
         raise
     # The order of the rows, ascending or descending: a descending one is as local.
-    return (None if order is None else abs(float(order))), max(int(rows), 0), int(pages)
+    return (None if order is None else abs(float(order))), rows, pages
+
+
+def _analyze(conn: Connection, qualified: str) -> tuple[int, int]:
+    """ANALYZE the table, then its (rows, heap pages) as the statistics now say."""
+    conn.execute(text(f"ANALYZE {qualified}"))
+    rows, pages = conn.execute(
+        text(
+            "SELECT reltuples::bigint, relpages FROM pg_class WHERE oid = CAST(:name AS regclass)"
+        ),
+        {"name": qualified},
+    ).one()
+    return max(int(rows), 0), int(pages)
 
 
 def cluster_by_user(
@@ -149,14 +154,7 @@ def cluster_by_user(
                     conn.execute(text(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'"))
                     conn.execute(text(f"LOCK TABLE {qualified} IN ACCESS EXCLUSIVE MODE"))
                     conn.execute(text(f'CLUSTER {qualified} USING "{USER_ORDER_INDEXES[table]}"'))
-                    conn.execute(text(f"ANALYZE {qualified}"))
-                    rows, pages = conn.execute(
-                        text(
-                            "SELECT reltuples::bigint, relpages FROM pg_class "
-                            "WHERE oid = CAST(:name AS regclass)"
-                        ),
-                        {"name": qualified},
-                    ).one()
+                    rows, pages = _analyze(conn, qualified)
             except DBAPIError as exc:
                 if is_unavailable(exc):
                     raise unavailable_error(exc, storage.writer_url, "cluster tables in") from None
@@ -172,11 +170,7 @@ def cluster_by_user(
                     + (f" ({', '.join(t.table for t in done)} already clustered)" if done else "")
                     + ". Retry when it is idle, or with a longer lock timeout."
                 )
-            done.append(
-                ClusteredTable(
-                    table, max(int(rows), 0), int(pages), time.perf_counter() - started, order
-                )
-            )
+            done.append(ClusteredTable(table, rows, pages, time.perf_counter() - started, order))
     finally:
         engine.dispose()
     return done

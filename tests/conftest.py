@@ -85,9 +85,7 @@ def make_pg_config(pg: PgEndpoints, schema: str, **kwargs: object) -> StorageCon
     )
 
 
-@pytest.fixture
-def pg_schema(pg: PgEndpoints) -> Iterator[str]:
-    """A fresh PostgreSQL schema migrated to head, dropped afterwards."""
+def _migrated_schema(pg: PgEndpoints) -> Iterator[str]:
     schema = f"t_{uuid.uuid4().hex[:12]}"
     upgrade(resolve_storage(make_pg_config(pg, schema), _settings()))
     pg.wait_for_replica()
@@ -96,6 +94,18 @@ def pg_schema(pg: PgEndpoints) -> Iterator[str]:
     with engine.begin() as conn:
         conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     engine.dispose()
+
+
+@pytest.fixture
+def pg_schema(pg: PgEndpoints) -> Iterator[str]:
+    """A fresh PostgreSQL schema migrated to head, dropped afterwards."""
+    yield from _migrated_schema(pg)
+
+
+@pytest.fixture
+def other_pg_schema(pg: PgEndpoints) -> Iterator[str]:
+    """A second organization's schema beside `pg_schema`, migrated, dropped afterwards."""
+    yield from _migrated_schema(pg)
 
 
 @pytest.fixture

@@ -172,25 +172,13 @@ def test_bad_arguments_and_sqlite_get_clear_errors(
 
 
 def test_only_the_given_organization_is_rewritten(
-    pg: PgEndpoints, pg_schema: str, storage: ResolvedStorage
+    pg: PgEndpoints, pg_schema: str, other_pg_schema: str, storage: ResolvedStorage
 ) -> None:
-    import uuid
-
-    from reflexio_store.migrations import upgrade
-
-    other = f"t_{uuid.uuid4().hex[:12]}"
-    upgrade(resolve_storage(make_pg_config(pg, other), StorageSettings()))
-    try:
-        theirs = _relfilenode(pg, other, "profiles")
-        ours = _relfilenode(pg, pg_schema, "profiles")
-        cluster_by_user(storage, ["profiles"])
-        assert _relfilenode(pg, pg_schema, "profiles") != ours
-        assert _relfilenode(pg, other, "profiles") == theirs
-    finally:
-        engine = create_engine(pg.primary_url, poolclass=NullPool)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
-        engine.dispose()
+    theirs = _relfilenode(pg, other_pg_schema, "profiles")
+    ours = _relfilenode(pg, pg_schema, "profiles")
+    cluster_by_user(storage, ["profiles"])
+    assert _relfilenode(pg, pg_schema, "profiles") != ours
+    assert _relfilenode(pg, other_pg_schema, "profiles") == theirs
 
 
 def test_a_server_that_is_not_running_is_reported_without_secrets(

@@ -257,25 +257,16 @@ def test_a_user_who_grew_is_scanned_exactly_until_the_size_expires(
 
 
 def test_remembered_sizes_are_per_organization(
-    pg: Any, pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+    pg: Any, pg_factory: SessionFactory, other_pg_schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same user id in another organization's schema is counted there, not taken from here."""
-    import uuid
-
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    from reflexio_store.migrations import upgrade
-    from reflexio_store.settings import StorageSettings, resolve_storage
     from tests.conftest import make_pg_config
 
     monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", 30)
     _seed(pg_factory)
     with pg_factory.reader("strong") as s:
         _search(s, pg_factory, "small", "vector")  # "small" is small here
-    other = f"t_{uuid.uuid4().hex[:12]}"
-    upgrade(resolve_storage(make_pg_config(pg, other), StorageSettings()))
-    theirs = SessionFactory.from_config(make_pg_config(pg, other))
+    theirs = SessionFactory.from_config(make_pg_config(pg, other_pg_schema))
     try:
         d = dims(theirs)
         with theirs.writer() as s:  # there, "small" has 60 rows
@@ -289,10 +280,6 @@ def test_remembered_sizes_are_per_organization(
         assert all(h.startswith("theirs ") for h in hits)
     finally:
         theirs.dispose()
-        engine = create_engine(pg.primary_url, poolclass=NullPool)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
-        engine.dispose()
 
 
 def test_remembered_sizes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

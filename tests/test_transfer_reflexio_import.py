@@ -5,6 +5,8 @@ ReflexioStoreStorage: every entity equals what Reflexio itself reads, ids includ
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,20 @@ def _assert_same_as_reflexio(expected: dict[str, Any], got: dict[str, Any]) -> N
     )
 
 
+@contextmanager
+def _edited_copy(source: Path, path: Path) -> Iterator[sqlite3.Connection]:
+    """A copy of the Reflexio file at `path`, open for edits (committed on leaving)."""
+    with sqlite3.connect(source) as src, sqlite3.connect(path) as dst:
+        src.backup(dst)
+        yield dst
+
+
+def _empty_store(tmp_path: Path) -> SessionFactory:
+    factory = _sqlite_factory(tmp_path / "store.db")
+    factory.ensure_schema()
+    return factory
+
+
 def _sqlite_factory(path: Path) -> SessionFactory:
     return SessionFactory.from_config(
         StorageConfigSQLite(db_url=f"sqlite:///{path}"), settings=StorageSettings()
@@ -159,11 +175,9 @@ def test_unknown_layout_is_refused_before_anything_is_written(
 ) -> None:
     source, _ = reflexio_db
     newer = tmp_path / "newer.db"
-    with sqlite3.connect(source) as src, sqlite3.connect(newer) as dst:
-        src.backup(dst)
+    with _edited_copy(source, newer) as dst:
         dst.execute("ALTER TABLE profiles ADD COLUMN tenant TEXT")
-    factory = _sqlite_factory(tmp_path / "store.db")
-    factory.ensure_schema()
+    factory = _empty_store(tmp_path)
     with pytest.raises(ReflexioSchemaError, match=r"profiles has columns .* tenant.*0\.2\.8"):
         import_reflexio(newer, factory)
     not_reflexio = tmp_path / "other.db"
@@ -208,13 +222,11 @@ def test_a_table_with_null_keys_is_refused_instead_of_looping(
     keyset paging used to re-read the first batch forever)."""
     source, _ = reflexio_db
     copy = tmp_path / "nulls.db"
-    with sqlite3.connect(source) as src, sqlite3.connect(copy) as dst:
-        src.backup(dst)
+    with _edited_copy(source, copy) as dst:
         dst.execute(
             "INSERT INTO _operation_state (service_name, operation_state) VALUES (NULL, '{}')"
         )
-    factory = _sqlite_factory(tmp_path / "store.db")
-    factory.ensure_schema()
+    factory = _empty_store(tmp_path)
     with pytest.raises(ReflexioSchemaError, match=r"_operation_state has 1 row.*NULL"):
         import_reflexio(copy, factory)
 
@@ -230,8 +242,7 @@ def test_a_row_the_target_refuses_leaves_nothing_imported(
     before it committed: the import is one transaction."""
     source, _ = reflexio_db
     bad = tmp_path / "bad.db"
-    with sqlite3.connect(source) as src, sqlite3.connect(bad) as dst:
-        src.backup(dst)
+    with _edited_copy(source, bad) as dst:
         row = dst.execute("SELECT profile_id FROM profiles LIMIT 1").fetchone()
         dst.execute(
             "UPDATE profiles SET custom_features = ? WHERE profile_id = ?",
@@ -286,14 +297,12 @@ def test_a_corrupt_value_is_refused_naming_its_row_before_anything_is_written(
 ) -> None:
     source, _ = reflexio_db
     bad = tmp_path / "corrupt.db"
-    with sqlite3.connect(source) as src, sqlite3.connect(bad) as dst:
-        src.backup(dst)
+    with _edited_copy(source, bad) as dst:
         dst.execute(
             f'UPDATE "{table}" SET "{column}" = ? WHERE rowid = (SELECT min(rowid) FROM "{table}")',
             (value,),
         )
-    factory = _sqlite_factory(tmp_path / "store.db")
-    factory.ensure_schema()
+    factory = _empty_store(tmp_path)
     with pytest.raises(ValidationError, match=problem) as caught:
         import_reflexio(bad, factory)
     assert len(str(caught.value)) < 1000 and "sk-live" not in str(caught.value)
@@ -306,10 +315,9 @@ def test_a_file_name_with_url_characters_is_opened_read_only(
 ) -> None:
     source, _ = reflexio_db
     odd = tmp_path / "odd?name#1%41.db"
-    with sqlite3.connect(source) as src, sqlite3.connect(odd) as dst:
-        src.backup(dst)
-    factory = _sqlite_factory(tmp_path / "store.db")
-    factory.ensure_schema()
+    with _edited_copy(source, odd):
+        pass  # the file as it is, under an odd name
+    factory = _empty_store(tmp_path)
     imported = import_reflexio(odd, factory)
     assert sum(t.imported for t in imported) > 0
     # Nothing created beside it: the read-only URI kept its whole name (no stray "odd" file).
@@ -325,8 +333,7 @@ def test_rows_are_streamed_a_batch_at_a_time(
 
     source, _ = reflexio_db
     big = tmp_path / "big.db"
-    with sqlite3.connect(source) as src, sqlite3.connect(big) as dst:
-        src.backup(dst)
+    with _edited_copy(source, big) as dst:
         top = dst.execute("SELECT max(interaction_id) FROM interactions").fetchone()[0]
         columns = [r[1] for r in dst.execute("PRAGMA table_info(interactions)")]
         others = ", ".join(f'"{c}"' for c in columns if c != "interaction_id")
@@ -350,8 +357,7 @@ def test_rows_are_streamed_a_batch_at_a_time(
         if table == "interactions" and not seen_at_first_write:
             seen_at_first_write.append(converted["interactions"])
 
-    factory = _sqlite_factory(tmp_path / "store.db")
-    factory.ensure_schema()
+    factory = _empty_store(tmp_path)
     report = {t.source_table: t for t in import_reflexio(big, factory, progress=progress)}
     assert seen_at_first_write == [ri.BATCH]
     assert converted["interactions"] > 2 * ri.BATCH

@@ -57,10 +57,6 @@ _FREE_TEXT = {"content"}
 """Text parameters that are not names or ids (no MAX_KEY_BYTES bound)."""
 
 
-def _type_name(value: Any) -> str:
-    return type(value).__name__
-
-
 def _text(name: str) -> Check:
     limit = None if name in _FREE_TEXT else MAX_KEY_BYTES
 
@@ -82,7 +78,7 @@ def _integer(name: str) -> Check:
 def _boolean(name: str) -> Check:
     def check(value: Any) -> Any:
         if not isinstance(value, bool):
-            raise ValidationError(f"{name} must be True or False, got {_type_name(value)}.")
+            raise ValidationError(f"{name} must be True or False, got {type(value).__name__}.")
         return value
 
     return check
@@ -91,7 +87,7 @@ def _boolean(name: str) -> Check:
 def _instance(name: str, cls: type) -> Check:
     def check(value: Any) -> Any:
         if not isinstance(value, cls):
-            raise ValidationError(f"{name} must be a {cls.__name__}, got {_type_name(value)}.")
+            raise ValidationError(f"{name} must be a {cls.__name__}, got {type(value).__name__}.")
         return value
 
     return check
