@@ -22,7 +22,7 @@ from reflexio_store.cli import main
 from reflexio_store.demo.embedder import HashingEmbedder
 from reflexio_store.errors import ValidationError
 from reflexio_store.integrations.reflexio import ReflexioStoreStorage
-from reflexio_store.models import Interaction, Profile
+from reflexio_store.models import Interaction, OperationState, Profile
 from reflexio_store.settings import StorageSettings
 from reflexio_store.transfer.reflexio_import import (
     ReflexioSchemaError,
@@ -229,6 +229,30 @@ def test_a_table_with_null_keys_is_refused_instead_of_looping(
     factory = _empty_store(tmp_path)
     with pytest.raises(ReflexioSchemaError, match=r"_operation_state has 1 row.*NULL"):
         import_reflexio(copy, factory)
+
+
+def test_a_table_with_a_repeated_key_is_refused_instead_of_skipping_rows(
+    reflexio_db: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A file whose table lacks Reflexio's PRIMARY KEY can repeat a key; paging by key would
+    skip repeats at a batch boundary, so the file is refused by table and key."""
+    source, _ = reflexio_db
+    copy = tmp_path / "repeated.db"
+    with _edited_copy(source, copy) as dst:
+        dst.execute("ALTER TABLE _operation_state RENAME TO keyed")
+        dst.execute("CREATE TABLE _operation_state AS SELECT * FROM keyed")
+        dst.execute("DROP TABLE keyed")
+        dst.execute(
+            "INSERT INTO _operation_state (service_name, operation_state) VALUES ('twice', '{}')"
+        )
+        dst.execute(
+            "INSERT INTO _operation_state (service_name, operation_state) VALUES ('twice', '{}')"
+        )
+    factory = _empty_store(tmp_path)
+    with pytest.raises(ReflexioSchemaError, match=r"_operation_state has 1 service_name value"):
+        import_reflexio(copy, factory)
+    with factory.reader("strong") as session:
+        assert session.execute(select(func.count()).select_from(OperationState)).scalar() == 0
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

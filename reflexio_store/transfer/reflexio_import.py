@@ -465,6 +465,17 @@ def _read(conn: sqlite3.Connection, table: str, key: str) -> Iterator[list[Mappi
             f"{table} has {nulls} row(s) whose {key} is NULL: they cannot be imported under a "
             f"key. Give them one or delete them in the Reflexio file; nothing was imported."
         )
+    # A file built without Reflexio's PRIMARY KEY can repeat a key; paging by key would then
+    # skip the repeats that straddle a batch boundary.
+    repeated = conn.execute(
+        f'SELECT count(*) FROM (SELECT 1 FROM "{table}" GROUP BY "{key}" HAVING count(*) > 1)'  # noqa: S608
+    ).fetchone()[0]
+    if repeated:
+        raise ReflexioSchemaError(
+            f"{table} has {repeated} {key} value(s) held by more than one row, so its rows "
+            f"cannot be imported one per key. Reflexio declares {key} its PRIMARY KEY: keep one "
+            "row per key in the Reflexio file; nothing was imported."
+        )
     last: Any = None
     while True:
         # Names come from KNOWN_COLUMNS, never from input.
