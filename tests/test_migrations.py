@@ -195,6 +195,52 @@ def test_two_processes_upgrading_at_once(storage: ResolvedStorage) -> None:
     assert [v for (v,) in versions] == [head_revision()]
 
 
+def test_revision_0008_indexes_a_document_up_to_the_tsvector_limit(
+    pg_storage: ResolvedStorage,
+) -> None:
+    """Before 0008 a document with more distinct words than one tsvector holds (1 MB) was
+    refused; after it, its words are indexed while they fit. Shorter documents get exactly the
+    tsvector they got before, and the downgrade restores the old function."""
+    from sqlalchemy.exc import DBAPIError
+
+    from tests.test_hostile_inputs import _distinct_words
+
+    short = [
+        "The café's Europe/Berlin e-mail; running ran runs 123 abc_def İstanbul ȺȾ biologically",
+        "probably " * 2_000,
+        " ".join(f"w{i}" for i in range(40_000)),
+    ]
+    long = _distinct_words(1_000_000)
+    function = f'"{pg_storage.schema}".reflexio_fts_document'
+    engine = create_engine(pg_storage.writer_url.url, poolclass=NullPool)
+
+    def indexed(doc: str) -> str:
+        with engine.connect() as conn:
+            return str(conn.execute(text(f"SELECT {function}(:d)::text"), {"d": doc}).scalar())
+
+    def lexemes(doc: str) -> set[str]:
+        with engine.connect() as conn:
+            query = text(f"SELECT unnest(tsvector_to_array({function}(:d)))")
+            return set(conn.execute(query, {"d": doc}).scalars())
+
+    try:
+        upgrade(pg_storage, "0007")
+        before = [indexed(doc) for doc in short]
+        with pytest.raises(DBAPIError, match="too long for tsvector"):
+            indexed(long)
+        upgrade(pg_storage)
+        assert [indexed(doc) for doc in short] == before
+        words = lexemes(long)
+        assert long.split()[0] in words and long.split()[-1] not in words
+        assert len(words) > 100_000
+        downgrade(pg_storage, "0007")
+        assert [indexed(doc) for doc in short] == before
+        with pytest.raises(DBAPIError, match="too long for tsvector"):
+            indexed(long)
+    finally:
+        engine.dispose()
+
+
 def test_offline_sql_is_printed_not_run(pg_storage: ResolvedStorage) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "reflexio_store.cli", "migrate", "--sql"],

@@ -233,28 +233,32 @@ def test_a_long_history_of_processed_interactions_is_left_out_on_both_databases(
     assert contents == ["message 1", "message 2"]
 
 
-def test_large_ordinary_text_is_kept_and_an_unindexable_one_is_our_error(
+def test_large_text_is_kept_on_both_databases_and_indexed_up_to_postgres_limit(
     rx: ReflexioStoreStorage,
 ) -> None:
-    """Long prose (here 460 KB) is stored on both databases. A text with more distinct words than
-    PostgreSQL's full-text index takes for one row is a ValidationError there (SQLite's FTS5 has
-    no such limit and keeps it), never a raw driver error."""
-    from reflexio.models.api_schema.domain import StructuredData
+    """Long prose (here 460 KB) is stored and found on both databases. A text with more
+    distinct words than one PostgreSQL full-text entry holds (1 MB) used to be refused there
+    and kept by SQLite; now both keep it, and PostgreSQL indexes its words up to that limit
+    (revision 0008): the first words are found on both, the last only on SQLite."""
+    from reflexio.models.api_schema.retriever_schema import SearchInteractionRequest
 
-    from tests.test_reflexio_adapter import user_playbook
+    from tests.test_hostile_inputs import _distinct_words
 
     prose = " ".join(["the agent restarted the build and the tests passed again"] * 8_000)
     rx.add_user_interaction("u1", _interaction("u1", "r1", prose))
-    assert [len(i.content) for i in rx.get_user_interaction("u1")] == [len(prose)]
-    distinct = " ".join(f"w{i}x{i * 7919}" for i in range(90_000))
-    playbook = user_playbook("small", structured_data=StructuredData(trigger=distinct))
-    if rx.factory.backend == "postgresql":
-        with pytest.raises(ValidationError, match="full-text index"):
-            rx.save_user_playbooks([playbook])
-        assert rx.count_user_playbooks() == 0
-    else:
-        rx.save_user_playbooks([playbook])
-        assert rx.count_user_playbooks() == 1
+    distinct = _distinct_words(999_000)
+    rx.add_user_interaction("u2", _interaction("u2", "r2", distinct))
+    stored = {i.user_id: len(i.content) for i in rx.get_all_interactions(10)}
+    assert stored == {"u1": len(prose), "u2": len(distinct)}
+
+    def found(user: str, word: str) -> bool:
+        request = SearchInteractionRequest(user_id=user, query=word, search_mode="fts")
+        return bool(rx.search_interaction(request))
+
+    first, last = distinct.split()[1], distinct.split()[-1]
+    assert found("u1", "restarted") and found("u1", "again")
+    assert found("u2", first)
+    assert found("u2", last) is (rx.factory.backend == "sqlite")
 
 
 def test_status_current_filters_current_rows(rx: ReflexioStoreStorage) -> None:
