@@ -18,6 +18,7 @@ from reflexio_store.migrations import (
     autogenerate_options,
     check_pgvector,
     migration_engine,
+    refuse_foreign_tables,
     set_compare_dialect,
     version_table_schema,
 )
@@ -96,6 +97,7 @@ def _run(connection: object) -> None:
         connection.exec_driver_sql(f'SET LOCAL search_path TO "{version_schema}", {path}')
         # Reflection (alembic check) must look at this schema, not the role's default.
         connection.dialect.default_schema_name = version_schema
+    refuse_foreign_tables(connection, storage)
     # The version table is addressed schema-qualified: through the search path an organization
     # would otherwise find public's version table once public is migrated.
     context.configure(

@@ -22,10 +22,17 @@ from sqlalchemy.exc import DBAPIError
 from reflexio_store.db_errors import is_unavailable, server_reason, unavailable_error
 from reflexio_store.errors import ConfigurationError, ReflexioStoreError
 from reflexio_store.migrations import (
+    check_embedding_dimensions,
     current_revision,
     downgrade,
+    foreign_database_advice,
+    foreign_tables,
     head_revision,
+    known_revisions,
+    migration_engine,
     packaged_alembic_ini,
+    revision_order,
+    target_revision,
     upgrade,
 )
 from reflexio_store.sessions import SessionFactory
@@ -66,18 +73,54 @@ def _where(storage: ResolvedStorage) -> str:
     return f"{storage.writer_url.masked()} (schema {storage.schema or 'public'})"
 
 
+def _missing_sqlite_file(storage: ResolvedStorage) -> str | None:
+    """The path of a SQLite database file that does not exist (None: it exists, or is not a
+    file): `check` and `downgrade` must not create one at a mistyped path."""
+    path = storage.writer_url.sqlite_path
+    if storage.backend != "sqlite" or storage.writer_url.is_memory or path is None:
+        return None
+    path = path.expanduser()
+    return None if path.exists() else str(path)
+
+
+def _revision_now(storage: ResolvedStorage) -> str | None:
+    engine = migration_engine(storage)
+    try:
+        with engine.connect() as conn:
+            return current_revision(conn, storage.schema)
+    finally:
+        engine.dispose()
+
+
+def _shown(revision: str | None) -> str:
+    return revision or "base (no reflexio_store tables)"
+
+
 def cmd_migrate(args: argparse.Namespace, console: Console) -> int:
     storage = _storage(args)
-    upgrade(storage, args.revision, sql=args.sql)
     if args.sql:
+        upgrade(storage, args.revision, sql=True)
         return 0
-    console.print(
-        f"[green]Migrated[/] {escape(_where(storage))} to {escape(args.revision)}.",
-        soft_wrap=True,
-    )
-    if storage.self_host is not None and args.revision == "head":
+    before = None if storage.writer_url.is_memory else _revision_now(storage)
+    target = target_revision(args.revision, before)
+    if revision_order(target) < revision_order(before):
+        raise ConfigurationError(
+            f"{_where(storage)} is at {before}, newer than {_shown(target)}: migrate only "
+            f"upgrades. To go back, run `reflexio-store downgrade {target or 'base'}` (it asks "
+            "first: a downgrade can drop tables and columns with their data)."
+        )
+    upgrade(storage, target or "base")
+    after = _revision_now(storage)
+    if after == before:
+        console.print(f"{escape(_where(storage))} is already at {after}.", soft_wrap=True)
+    else:
+        console.print(
+            f"[green]Migrated[/] {escape(_where(storage))} from {escape(_shown(before))} to "
+            f"{escape(_shown(after))}.",
+            soft_wrap=True,
+        )
+    if storage.self_host is not None and after == head_revision():
         # Self-host start-up applies the migrations and bootstraps the one login (Reflexio).
-        from reflexio_store.migrations import migration_engine
         from reflexio_store.self_host import bootstrap_self_host
 
         engine = migration_engine(storage)
@@ -109,12 +152,25 @@ def _confirm(question: str, refusal: str, console: Console) -> bool:
     return answer.strip().lower() == "yes"
 
 
-def _confirm_base(storage: ResolvedStorage, console: Console) -> bool:
-    """Downgrading to base drops every table."""
+def _confirm_downgrade(
+    storage: ResolvedStorage, before: str, target: str | None, console: Console
+) -> bool:
+    """Every downgrade can lose data: base drops every table, others drop columns or tables."""
+    undone = [
+        r
+        for r in reversed(known_revisions())
+        if revision_order(target) < revision_order(r) <= revision_order(before)
+    ]
+    loss = (
+        "This drops every reflexio_store table and its data."
+        if target is None
+        else f"This undoes revision(s) {', '.join(undone)}, which can drop tables and columns "
+        "with their data."
+    )
     return _confirm(
-        f"Downgrade {_where(storage)} to base? This drops every reflexio_store table and its data.",
-        f"Refusing to downgrade {_where(storage)} to base without confirmation (no terminal "
-        "to ask on): it drops every reflexio_store table and its data.",
+        f"Downgrade {_where(storage)} from {before} to {_shown(target)}? {loss}",
+        f"Refusing to downgrade {_where(storage)} from {before} to {_shown(target)} without "
+        f"confirmation (no terminal to ask on). {loss}",
         console,
     )
 
@@ -125,16 +181,34 @@ class _Refused(Exception):
 
 def cmd_downgrade(args: argparse.Namespace, console: Console) -> int:
     storage = _storage(args)
-    confirmed = args.yes or args.sql or args.revision != "base"
-    if not confirmed and not _confirm_base(storage, console):
+    if args.sql:
+        downgrade(storage, args.revision, sql=True)
+        return 0
+    missing = _missing_sqlite_file(storage)
+    if missing is not None:
+        raise ConfigurationError(f"There is no SQLite database {missing}: nothing to downgrade.")
+    before = _revision_now(storage)
+    target = target_revision(args.revision, before)
+    if before is None:
+        console.print(f"{escape(_where(storage))} has no reflexio_store revision: nothing to do.")
+        return 0
+    if revision_order(target) > revision_order(before):
+        raise ConfigurationError(
+            f"{_where(storage)} is at {before}, older than {target}: downgrade only goes back. "
+            f"Run `reflexio-store migrate {target}` to upgrade."
+        )
+    if target == before:
+        console.print(f"{escape(_where(storage))} is already at {before}.", soft_wrap=True)
+        return 0
+    if not args.yes and not _confirm_downgrade(storage, before, target, console):
         console.print("Not confirmed: nothing was changed.")
         return EXIT_ERROR
-    downgrade(storage, args.revision, sql=args.sql)
-    if not args.sql:
-        console.print(
-            f"[yellow]Downgraded[/] {escape(_where(storage))} to {escape(args.revision)}.",
-            soft_wrap=True,
-        )
+    downgrade(storage, target or "base")
+    console.print(
+        f"[yellow]Downgraded[/] {escape(_where(storage))} from {before} to "
+        f"{escape(_shown(_revision_now(storage)))}.",
+        soft_wrap=True,
+    )
     return 0
 
 
@@ -221,6 +295,7 @@ def _probe(factory: SessionFactory, role: str) -> dict[str, Any]:
                 info["sqlite-vec"] = "not loaded"
         if role == "writer":
             info["revision"] = current_revision(conn, factory.storage.schema)
+            info["foreign"] = foreign_tables(conn, factory.storage.schema)
     return info
 
 
@@ -243,6 +318,16 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     head = head_revision()
     problems: list[str] = []
     failure: str | None = None
+    missing = _missing_sqlite_file(storage)
+    if missing is not None:
+        table.add_row("database", f"[red]no file {escape(missing)}[/] (migrate creates it)")
+        console.print(table)
+        console.print(
+            "[red]Not ready.[/] To fix: run `reflexio-store migrate` to create it (or correct "
+            "the path: REFLEXIO_DB_URL, SQLITE_FILE_DIRECTORY).",
+            soft_wrap=True,
+        )
+        return EXIT_NOT_READY
     try:
         writer = _probe(factory, "writer")
         table.add_row("writer server", writer["server"])
@@ -257,6 +342,15 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         revision = f"{writer['revision'] or '(none)'} (head {head})"
         if writer["revision"] == head:
             table.add_row("schema revision", revision)
+            try:
+                check_embedding_dimensions(storage)
+            except ConfigurationError as exc:
+                problems.append(str(exc).rstrip("."))
+        elif writer["foreign"]:
+            table.add_row("schema revision", f"[red]{revision}[/]")
+            problems.append(foreign_database_advice(_where(storage), writer["foreign"]))
+        elif storage.writer_url.is_memory:
+            table.add_row("schema revision", f"{revision}: in memory, migrated on first use")
         else:
             table.add_row("schema revision", f"[red]{revision}[/]")
             flag = f" --schema {storage.schema}" if storage.schema else ""

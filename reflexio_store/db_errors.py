@@ -20,6 +20,9 @@ from reflexio_store.urls import DatabaseURL, mask_url
 # invalid authorization (28), missing database (3D000), too many connections (53300), and
 # operator intervention: shutting down, starting up, crash recovery (57P01..57P05).
 _UNAVAILABLE_SQLSTATES = ("08", "28", "3D000", "53300", "57P0")
+# SQLite primary result codes of a file that cannot be used: PERM, READONLY, IOERR, CORRUPT,
+# FULL, CANTOPEN, NOLFS, NOTADB.
+_SQLITE_UNAVAILABLE = frozenset({3, 8, 10, 11, 13, 14, 22, 26})
 _FATAL = re.compile(r"(?:FATAL|ERROR):\s+")
 _MAX_REASON = 300
 
@@ -98,11 +101,16 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     if not isinstance(exc, OperationalError):
         return False
+    sqlite_code = getattr(exc.orig, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        # Only the file itself failing: "table x already exists" or "no such table" is the
+        # statement's (or the file's contents'), and the folder-and-disk advice would mislead.
+        return sqlite_code & 0xFF in _SQLITE_UNAVAILABLE
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if sqlstate is None:
-        # psycopg gives no SQLSTATE when the connection itself failed; SQLite's "unable to
-        # open database file" also lands here, while "database is locked" is a busy database
-        # and a statement with too many parameters was refused by the client library.
+        # psycopg gives no SQLSTATE when the connection itself failed, while "database is
+        # locked" is a busy database and a statement with too many parameters was refused by
+        # the client library.
         return "locked" not in str(exc.orig).lower() and not is_statement_too_large(exc)
     return str(sqlstate).startswith(_UNAVAILABLE_SQLSTATES)
 

@@ -101,9 +101,47 @@ def downgrade(storage: ResolvedStorage, revision: str = "base", *, sql: bool = F
         command.downgrade(alembic_config(storage), revision, sql=sql)
 
 
+def target_revision(revision: str, current: str | None) -> str | None:
+    """The revision `revision` names (None: base) for a database now at `current`: head, base,
+    +N / -N from `current`, or a revision id (or its unique prefix).
+
+    Raises ConfigurationError for anything else, or a step past either end."""
+    _require_revision(revision)
+    known = known_revisions()
+    if revision == "head":
+        return known[-1]
+    if revision == "base":
+        return None
+    if revision[0] in "+-" and revision[1:].isdigit():
+        position = (known.index(current) if current in known else -1) + int(revision)
+        if not -1 <= position < len(known):
+            raise ConfigurationError(
+                f"Cannot go {revision} from {current or 'base'}: the revisions run from base to "
+                f"{known[-1]} ({', '.join(known)})."
+            )
+        return None if position == -1 else known[position]
+    matches = [r for r in known if r.startswith(revision)]
+    if len(matches) != 1:
+        raise ConfigurationError(
+            f"Unknown revision {revision!r}. Known revisions: {', '.join(known)}; also head, "
+            "base, +N, -N."
+        )
+    return matches[0]
+
+
+def revision_order(revision: str | None) -> int:
+    """Position of `revision` in the (linear) history: base is -1."""
+    return -1 if revision is None else known_revisions().index(revision)
+
+
 def known_revisions() -> list[str]:
+    return list(_known_revisions())
+
+
+@functools.cache
+def _known_revisions() -> tuple[str, ...]:
     script = ScriptDirectory.from_config(alembic_config())
-    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    return tuple(rev.revision for rev in reversed(list(script.walk_revisions())))
 
 
 # Alembic installs its `context` and `op` proxies as module globals while env.py runs: two
@@ -144,6 +182,39 @@ def current_revision(connection: Connection, schema: str | None) -> str | None:
     ctx = MigrationContext.configure(connection, opts={"version_table_schema": where})
     heads = ctx.get_current_heads()
     return heads[0] if heads else None
+
+
+def foreign_tables(connection: Connection, schema: str | None) -> list[str]:
+    """Tables of reflexio_store's names in `schema` of a database that has no reflexio_store
+    revision: another application's (Reflexio's own SQLite file has this layout)."""
+    from reflexio_store.models import Base
+
+    where = version_table_schema(connection.dialect.name, schema)
+    if current_revision(connection, schema) is not None:
+        return []
+    present = set(inspect(connection).get_table_names(schema=where))
+    return sorted(present & {table.name for table in Base.metadata.sorted_tables})
+
+
+def foreign_database_advice(where: str, tables: list[str]) -> str:
+    shown = ", ".join(tables[:6]) + (", ..." if len(tables) > 6 else "")
+    return (
+        f"The database {where} already holds tables that reflexio_store would create ({shown}), "
+        "but no reflexio_store schema revision: it belongs to another application, such as "
+        "Reflexio itself (its SQLite file, ~/.reflexio/data/reflexio.db, is also "
+        "reflexio_store's default). Point reflexio_store at a new database (REFLEXIO_DB_URL, "
+        "or SQLITE_FILE_DIRECTORY for another folder), then bring Reflexio's data over with "
+        "`reflexio-store import-reflexio PATH`. Nothing was changed."
+    )
+
+
+def refuse_foreign_tables(connection: Connection, storage: ResolvedStorage) -> None:
+    """Before migrating: creating our tables over another application's would fail halfway
+    ("table profiles already exists") or, worse, mix two schemas in one database."""
+    tables = foreign_tables(connection, storage.schema)
+    if tables:
+        where = f"{storage.writer_url.masked()} (schema {storage.schema or 'public'})"
+        raise ConfigurationError(foreign_database_advice(where, tables))
 
 
 def migration_engine(storage: ResolvedStorage) -> Engine:
@@ -335,10 +406,23 @@ def how_to_migrate(storage: ResolvedStorage) -> str:
     )
 
 
-def _check_embedding_dimensions(storage: ResolvedStorage, engine: Engine) -> None:
-    """A store migrated for N-dimensional vectors must not be used with another size."""
-    from reflexio_store.models import Profile
+def _vector_columns() -> list[Any]:
+    from reflexio_store.models import Base
 
+    return [
+        column
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, Embedding)
+    ]
+
+
+def _check_embedding_dimensions(storage: ResolvedStorage, engine: Engine) -> None:
+    """A store migrated for N-dimensional vectors must not be used with another size.
+
+    PostgreSQL: the size is in the column type (profiles'). SQLite stores blobs: every table
+    with embeddings is asked for one (interactions may hold vectors while profiles is empty)."""
+    stored: int | None = None
     with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             # atttypmod of a vector(N) column is N.
@@ -352,17 +436,29 @@ def _check_embedding_dimensions(storage: ResolvedStorage, engine: Engine) -> Non
                 {"schema": storage.schema or "public"},
             ).scalar()
         else:
-            stored = connection.execute(
-                select(func.length(Profile.embedding) / 4)
-                .where(Profile.embedding.is_not(None))
-                .limit(1)
-            ).scalar()
+            for column in _vector_columns():
+                # float32 blobs: 4 bytes a dimension.
+                size = connection.execute(
+                    select(func.length(column) / 4).where(column.is_not(None)).limit(1)
+                ).scalar()
+                if size:
+                    stored = int(size)
+                    break
     if stored and stored > 0 and int(stored) != storage.embedding_dimensions:
         raise ConfigurationError(
             f"The database {storage.writer_url.masked()} holds {stored}-dimensional embeddings, "
             f"but REFLEXIO_EMBEDDING_DIMENSIONS is {storage.embedding_dimensions}. Set it to "
             f"{stored}, or use a new database (the size is fixed by the first migration)."
         )
+
+
+def check_embedding_dimensions(storage: ResolvedStorage) -> None:
+    """`_check_embedding_dimensions` on a short-lived engine (for `reflexio-store check`)."""
+    engine = migration_engine(storage)
+    try:
+        _check_embedding_dimensions(storage, engine)
+    finally:
+        engine.dispose()
 
 
 def _upgrade_in_place(engine: Engine, storage: ResolvedStorage) -> None:

@@ -95,6 +95,31 @@ def test_sqlite_embedding_size_mismatch_is_refused(tmp_path: object) -> None:
     second.dispose()
 
 
+def test_sqlite_embedding_size_is_read_from_any_table_and_check_reports_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only profiles were asked: a store whose vectors were all interactions' took another size,
+    and its next search was a raw "Vector dimension mismatch"."""
+    from reflexio_store import StorageConfigSQLite
+    from reflexio_store.store import Store
+
+    url = f"sqlite:///{tmp_path}/i.db"
+    config = StorageConfigSQLite(db_url=url)
+    first = SessionFactory.from_config(config, settings=StorageSettings())
+    Store(first).add_request("u", [{"content": "hello", "embedding": [0.5] * 512}])
+    first.dispose()
+    second = SessionFactory.from_config(
+        config, settings=StorageSettings(REFLEXIO_EMBEDDING_DIMENSIONS=768)
+    )
+    with pytest.raises(ConfigurationError, match="holds 512-dimensional embeddings"):
+        second.ensure_schema()
+    second.dispose()
+    monkeypatch.setenv("REFLEXIO_EMBEDDING_DIMENSIONS", "768")
+    monkeypatch.setenv("COLUMNS", "400")
+    assert main(["check", "--url", url]) == 1
+    assert "holds 512-dimensional embeddings" in " ".join(capsys.readouterr().out.split())
+
+
 # -- failures are one line with the server's reason; --debug shows the traceback ----------------
 
 

@@ -90,7 +90,7 @@ def test_run_demo_prints_results(tmp_path: Path) -> None:
     # The same database again: the demo refuses instead of failing on duplicate ids.
     again = io.StringIO()
     report = io.StringIO()
-    assert run_demo(Console(file=report), db_url=url, size=TINY, errors=Console(file=again)) == 1
+    assert run_demo(Console(file=report), db_url=url, size=TINY, errors=Console(file=again)) == 2
     assert "already holds the demo" in again.getvalue()
     assert "already holds the demo" not in report.getvalue()
 
@@ -131,7 +131,7 @@ def test_demo_searches_find_the_seeded_facts(tmp_path: Path) -> None:
 
 
 def test_a_failed_demo_reports_on_stderr(tmp_path: Path) -> None:
-    """stdout carries the demo's report only; a failure goes to stderr with exit status 1."""
+    """stdout carries the demo's report only; a failure goes to stderr with exit status 2."""
     result = subprocess.run(
         [sys.executable, "-m", "reflexio_store.cli", "demo", "--url", "sqlite:////proc/no.db"],
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
@@ -139,6 +139,6 @@ def test_a_failed_demo_reports_on_stderr(tmp_path: Path) -> None:
         text=True,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "Demo failed" in result.stderr and "folder exists" in result.stderr
     assert "Demo failed" not in result.stdout

@@ -303,7 +303,7 @@ def run_demo(
     except ReflexioStoreError as exc:
         errors = errors or Console(stderr=True)
         errors.print(f"[red]Demo failed:[/] {escape(str(exc))}", soft_wrap=True)
-        return 1
+        return 2  # as every other command's failure
     finally:
         if factory is not None:
             factory.dispose()

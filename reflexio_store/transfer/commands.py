@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -30,7 +32,9 @@ from reflexio_store.settings import (
 from reflexio_store.urls import parse_database_url
 
 
-def factory_for(url: str, schema: str | None = None, *, source: bool = False) -> SessionFactory:
+def factory_for(
+    url: str, schema: str | None = None, *, source: bool = False, schema_option: str = "--schema"
+) -> SessionFactory:
     """A session factory for a URL given on the command line (its schema, if PostgreSQL).
 
     `source`: a database only read from. It must exist and be at the current revision: it is
@@ -38,6 +42,8 @@ def factory_for(url: str, schema: str | None = None, *, source: bool = False) ->
     unrelated SQLite file be given reflexio_store's tables)."""
     parsed = parse_database_url(url, "--from" if source else "The database URL")
     if parsed.backend == "sqlite":
+        if schema:
+            raise _schema_on_sqlite(schema_option, schema)
         storage = resolve_storage(StorageConfigSQLite(db_url=url))
         path = storage.writer_url.sqlite_path
         if source and path is not None and not path.is_file():
@@ -47,6 +53,21 @@ def factory_for(url: str, schema: str | None = None, *, source: bool = False) ->
     if source:
         storage = dataclasses.replace(storage, auto_migrate=False)
     return SessionFactory(storage)
+
+
+def _schema_on_sqlite(option: str, schema: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{option} {schema} applies to PostgreSQL, but that database is SQLite (one file holds "
+        "one store): leave it out, or give a PostgreSQL URL."
+    )
+
+
+def _require_reflexio() -> None:
+    if importlib.util.find_spec("reflexio") is None:
+        raise ConfigurationError(
+            "import-reflexio reads Reflexio's rows with the reflexio-ai package, which is not "
+            "installed: pip install 'reflexio_store[reflexio]'. Nothing was changed."
+        )
 
 
 @contextmanager
@@ -72,8 +93,10 @@ def progress_bars(console: Console) -> Iterator[Callable[[str, int, int], None]]
 def cmd_copy(args: argparse.Namespace, console: Console) -> int:
     from reflexio_store.transfer.copy import copy_database
 
-    source = factory_for(args.source, args.from_schema, source=True)
-    target = factory_for(args.target, args.to_schema)
+    if args.batch < 1:
+        raise ConfigurationError(f"--batch must be at least 1 (got {args.batch}).")
+    source = factory_for(args.source, args.from_schema, source=True, schema_option="--from-schema")
+    target = factory_for(args.target, args.to_schema, schema_option="--to-schema")
     try:
         source.ensure_schema()
         upgrade(target.storage)
@@ -103,17 +126,29 @@ def cmd_copy(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_import_reflexio(args: argparse.Namespace, console: Console) -> int:
-    from pathlib import Path
-
     from reflexio_store.transfer.reflexio_import import SUPPORTED_VERSION, import_reflexio
 
+    _require_reflexio()
+    path = Path(args.path)
+    if not path.is_file():
+        raise ConfigurationError(f"No Reflexio database at {path}: give the path of its .db file.")
     if args.url:
         target = factory_for(args.url, args.schema)
     else:
         storage = resolve_storage()
+        if args.schema and storage.backend == "sqlite":
+            raise _schema_on_sqlite("--schema", args.schema)
         if args.schema:
             storage = dataclasses.replace(storage, schema=validate_schema(args.schema))
         target = SessionFactory(storage)
+    into = target.storage.writer_url.sqlite_path
+    if into is not None and into.expanduser().resolve() == path.resolve():
+        target.dispose()
+        raise ConfigurationError(
+            f"{path} is both the Reflexio file and the target: import it into a new database "
+            "(--url sqlite:////path/to/new.db, or REFLEXIO_DB_URL / SQLITE_FILE_DIRECTORY). "
+            "Nothing was changed."
+        )
     try:
         upgrade(target.storage)
         console.print(
@@ -121,7 +156,7 @@ def cmd_import_reflexio(args: argparse.Namespace, console: Console) -> int:
             f"{target.storage.writer_url.masked()} (schema {target.storage.schema or 'public'})"
         )
         with progress_bars(console) as advance:
-            reports = import_reflexio(Path(args.path), target, progress=advance)
+            reports = import_reflexio(path, target, progress=advance)
     finally:
         target.dispose()
     table = Table(title="import verified")
@@ -160,6 +195,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="allow a non-empty target: rows whose keys exist are kept; safe to re-run",
     )
     copy.add_argument("--batch", type=int, default=2000, help="rows per batch (default 2000)")
+    copy.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     copy.set_defaults(func=cmd_copy)
 
     imp = sub.add_parser(
@@ -175,4 +211,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     imp.add_argument("path", help="the Reflexio .db file")
     imp.add_argument("--url", help="target database URL (default: the configured store)")
     imp.add_argument("--schema", help="target PostgreSQL schema (default: configured)")
+    imp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     imp.set_defaults(func=cmd_import_reflexio)
