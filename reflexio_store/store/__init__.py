@@ -100,6 +100,7 @@ class Store(_StoreBase, _Operations):
 
         call.__name__ = op.name
         call.__doc__ = op.fn.__doc__
+        call.__signature__ = op.signature  # type: ignore[attr-defined]
         return call
 
 
@@ -123,4 +124,5 @@ class AsyncStore(_StoreBase, _Operations):
 
         call.__name__ = op.name
         call.__doc__ = op.fn.__doc__
+        call.__signature__ = op.signature  # type: ignore[attr-defined]
         return call

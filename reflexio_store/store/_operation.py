@@ -14,6 +14,8 @@ function, through the same route and pools, on a worker thread).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import (
     TYPE_CHECKING,
@@ -55,6 +57,35 @@ class Operation(Generic[P, T]):
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+
+    @functools.cached_property
+    def signature(self) -> inspect.Signature:
+        """The method's signature as a caller sees it: the function's, without its session
+        (and, on the read route, with `consistency`), so that help() and IDEs show it."""
+        parameters = list(inspect.signature(self.fn).parameters.values())[1:]
+        if self.route == "read":
+            keyword = inspect.Parameter(
+                "consistency",
+                inspect.Parameter.KEYWORD_ONLY,
+                default="eventual",
+                annotation="Literal['eventual', 'strong']",
+            )
+            at = next(
+                (i for i, p in enumerate(parameters) if p.kind is inspect.Parameter.VAR_KEYWORD),
+                len(parameters),
+            )
+            parameters.insert(at, keyword)
+        return inspect.Signature(parameters)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        """`Store.search_profiles` (on the class): self, then the method's parameters."""
+        this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+        return self.signature.replace(parameters=[this, *self.signature.parameters.values()])
+
+    def __call__(self, store: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """`Store.add_profiles(store, ...)`, as any method called through its class."""
+        return store._bind(self)(*args, **kwargs)
 
     @overload
     def __get__(self, obj: None, owner: type) -> Operation[P, T]: ...
