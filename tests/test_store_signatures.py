@@ -31,7 +31,7 @@ def test_every_method_has_the_functions_parameters(sqlite_factory: SessionFactor
         expected = [*own, "consistency"] if op.route == "read" else own
         for method in (getattr(store, name), getattr(astore, name)):
             assert sorted(inspect.signature(method).parameters) == sorted(expected), name
-        assert list(inspect.signature(getattr(Store, name)).parameters)[0] == "self"
+        assert next(iter(inspect.signature(getattr(Store, name)).parameters)) == "self"
 
 
 def test_a_method_called_through_its_class(sqlite_factory: SessionFactory) -> None:
