@@ -71,6 +71,6 @@ def test_duplicate_key_in_a_copy_batch_is_a_conflict_and_writes_nothing(
     dims = factory.storage.embedding_dimensions
     store.add_profiles(_rows(1, dims, "dup"))
     batch = _rows(COPY_MIN_ROWS + 2, dims, "dup")[1:] + _rows(1, dims, "dup")
-    with pytest.raises(ConflictError, match="profile_id"):
+    with pytest.raises(ConflictError, match="profile_id 'dup0' already exists"):
         store.add_profiles(batch)
     assert store.count_profiles() == 1

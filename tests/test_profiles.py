@@ -66,7 +66,7 @@ def test_invalid_profile_writes_nothing(store: Store, item: dict[str, Any], mess
 
 def test_duplicate_profile_id_conflicts(store: Store) -> None:
     store.add_profiles([{"user_id": "u", "content": "a", "profile_id": "p1"}])
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError, match="profile_id 'p1' already exists; use update_profile "):
         store.add_profiles(
             [
                 {"user_id": "u", "content": "b", "profile_id": "p2"},

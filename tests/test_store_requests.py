@@ -116,7 +116,7 @@ def test_bad_interaction_rolls_back_whole_batch(store: Store) -> None:
 
 def test_duplicate_request_id_is_a_conflict_and_writes_nothing(store: Store) -> None:
     store.add_requests([{"user_id": "u", "request_id": "dup"}])
-    with pytest.raises(ConflictError):
+    with pytest.raises(ConflictError, match="request_id 'dup' already exists"):
         store.add_requests(
             [
                 {"user_id": "u", "request_id": "new", "interactions": [{"content": "x"}]},

@@ -23,7 +23,7 @@ from reflexio_store.errors import ConflictError, NotFoundError, ValidationError
 from reflexio_store.store._operation import embedding_dimensions
 from reflexio_store.store.bulk_copy import COPY_MIN_ROWS, copy_rows
 from reflexio_store.store.rows import EntityKind, M, batch_timestamps, chunks, convert_row
-from reflexio_store.validation import check_batch
+from reflexio_store.validation import check_batch, shown_key
 
 
 def rowcount(result: Result[Any]) -> int:
@@ -57,6 +57,28 @@ def prepare_rows(
     return rows
 
 
+def conflict(
+    session: Session, column: Any, ids: Sequence[Any], advice: str, error: IntegrityError
+) -> ConflictError:
+    """The ConflictError for a refused batch, naming ids of it that already exist.
+
+    The failed statement left the transaction unusable (PostgreSQL aborts it) and the whole
+    operation is rolled back anyway: roll back now, so that the ids can be looked up."""
+    from reflexio_store.db_errors import server_reason
+
+    session.rollback()
+    taken: list[Any] = []
+    for part in chunks(list(ids)):
+        taken += session.scalars(select(column).where(column.in_(part)).limit(3)).all()
+        if len(taken) >= 3:
+            break
+    if not taken:
+        return ConflictError(f"The database refused the batch: {server_reason(error)}.")
+    shown = ", ".join(shown_key(value) for value in taken[:3])
+    more = " (and more)" if len(taken) > 3 else ""
+    return ConflictError(f"{column.key} {shown}{more} already exists; {advice}")
+
+
 def add(session: Session, kind: EntityKind[Any], items: Sequence[Mapping[str, Any]]) -> list[Any]:
     """Insert `items` in one batch; return their public ids in input order."""
     rows = prepare_rows(session, kind, items)
@@ -71,12 +93,10 @@ def add(session: Session, kind: EntityKind[Any], items: Sequence[Mapping[str, An
                 copy_rows(session, kind.model, rows)
             else:
                 session.execute(insert(kind.model), rows)
-        except IntegrityError:
+        except IntegrityError as exc:
             update_name = "update_" + kind.what.replace(" ", "_")
-            raise ConflictError(
-                f"A {kind.key} in this batch already exists; use {update_name} to change it, "
-                f"or omit {kind.key} to get a generated one."
-            ) from None
+            advice = f"use {update_name} to change it, or omit {kind.key} to get a generated one."
+            raise conflict(session, kind.key_column, ids, advice, exc) from None
         return ids
     statement = insert(kind.model).returning(kind.key_column, sort_by_parameter_order=True)
     return list(session.scalars(statement, rows).all())

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from reflexio_store.errors import ConflictError, ValidationError
+from reflexio_store.errors import ValidationError
 from reflexio_store.models import (
     Interaction,
     Profile,
@@ -27,6 +27,7 @@ from reflexio_store.models import (
     UserPlaybook,
 )
 from reflexio_store.store._operation import embedding_dimensions, fresh, read, write
+from reflexio_store.store.crud import conflict
 from reflexio_store.store.paging import DEFAULT_LIMIT
 from reflexio_store.store.rows import (
     Converter,
@@ -165,11 +166,10 @@ def add_requests(session: Session, requests: Sequence[Mapping[str, Any]]) -> lis
         return []
     try:
         session.execute(insert(Request), request_rows)
-    except IntegrityError:
-        raise ConflictError(
-            "A request_id in this batch already exists; request ids must be unique. Omit "
-            "request_id to get a generated one."
-        ) from None
+    except IntegrityError as exc:
+        ids = [row["request_id"] for row in request_rows]
+        advice = "request ids must be unique: omit request_id to get a generated one."
+        raise conflict(session, Request.request_id, ids, advice, exc) from None
     if interaction_rows:
         session.execute(insert(Interaction), interaction_rows)
     return [row["request_id"] for row in request_rows]
