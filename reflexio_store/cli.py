@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from reflexio_store.db_errors import is_unavailable, server_reason, unavailable_error
+from reflexio_store.engines import sqlite_vec_problem
 from reflexio_store.errors import ConfigurationError, ReflexioStoreError
 from reflexio_store.migrations import (
     check_embedding_dimensions,
@@ -338,7 +339,9 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         if "sqlite-vec" in writer:
             table.add_row("sqlite-vec", str(writer["sqlite-vec"]))
             if writer["sqlite-vec"] == "not loaded":
-                problems.append("install sqlite-vec (pip install sqlite-vec)")
+                problems.append(
+                    f"vector search needs sqlite-vec: {sqlite_vec_problem() or 'not loaded'}"
+                )
         revision = f"{writer['revision'] or '(none)'} (head {head})"
         if writer["revision"] == head:
             table.add_row("schema revision", revision)

@@ -53,7 +53,17 @@ def sqlite_module() -> ModuleType:
         return sqlite3
 
 
+_sqlite_vec_problem: str | None = None
+
+
+def sqlite_vec_problem() -> str | None:
+    """Why sqlite-vec could not be loaded into this process's last SQLite connection (None: it
+    was, or no connection has been opened), with what to do about it."""
+    return _sqlite_vec_problem
+
+
 def _load_sqlite_vec(dbapi_connection: Any) -> bool:
+    global _sqlite_vec_problem
     try:
         import sqlite_vec
 
@@ -62,13 +72,24 @@ def _load_sqlite_vec(dbapi_connection: Any) -> bool:
             sqlite_vec.load(dbapi_connection)
         finally:
             dbapi_connection.enable_load_extension(False)
+        _sqlite_vec_problem = None
         return True
-    except (AttributeError, ImportError, sqlite3.Error) as exc:
-        log.warning("sqlite-vec could not be loaded (%s); vector search is unavailable", exc)
-        return False
-    except Exception as exc:  # pysqlite3 raises its own Error classes
-        log.warning("sqlite-vec could not be loaded (%s); vector search is unavailable", exc)
-        return False
+    except ImportError:
+        _sqlite_vec_problem = "the sqlite-vec package is not installed (pip install sqlite-vec)"
+    except AttributeError:
+        # The Python was built without loadable SQLite extensions (macOS system and some
+        # distribution builds) and pysqlite3-binary has no wheel for this platform.
+        _sqlite_vec_problem = (
+            "this Python's sqlite3 module cannot load extensions: install pysqlite3-binary "
+            "(wheels for Linux x86_64), or use a Python built with loadable SQLite extensions "
+            "(python.org installers, or pyenv/uv builds with --enable-loadable-sqlite-extensions)"
+        )
+    except Exception as exc:  # sqlite3.Error, or pysqlite3's own Error classes
+        _sqlite_vec_problem = f"loading it failed: {exc}"
+    log.warning(
+        "sqlite-vec could not be loaded: %s; vector search is unavailable", _sqlite_vec_problem
+    )
+    return False
 
 
 def _use_wal(cursor: Any, timeout_s: float) -> None:

@@ -30,6 +30,7 @@ from reflexio_store.db_errors import (
     unavailable_advice,
 )
 from reflexio_store.errors import (
+    ConfigurationError,
     DatabaseBusyError,
     DatabaseUnavailableError,
     ReflexioStoreError,
@@ -97,6 +98,11 @@ def is_transient_connect_failure(exc: BaseException) -> bool:
     return not any(word in reason for word in _PERMANENT)
 
 
+def _is_missing_sqlite_vec(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", "")).lower()
+    return isinstance(exc, DBAPIError) and "no such function: vec_" in text
+
+
 def translate(
     exc: BaseException, url: DatabaseURL, *, connected: bool = True
 ) -> ReflexioStoreError | None:
@@ -121,6 +127,14 @@ def translate(
         return ValidationError(
             "A text holds more distinct words than PostgreSQL's full-text index takes for one "
             "row (1 MB of index): shorten or split it; nothing was written."
+        )
+    if _is_missing_sqlite_vec(exc):
+        from reflexio_store.engines import sqlite_vec_problem
+
+        return ConfigurationError(
+            "Vector search on SQLite needs the sqlite-vec extension, which this process could "
+            f"not load: {sqlite_vec_problem() or 'it is not loaded'}. Text search and every "
+            "other operation work without it."
         )
     if is_statement_timeout(exc):
         return StatementTimeoutError(
