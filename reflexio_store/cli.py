@@ -41,9 +41,11 @@ from reflexio_store.settings import (
     ResolvedStorage,
     StorageConfigPostgres,
     StorageConfigSQLite,
+    ignored_variables,
     resolve_storage,
     validate_schema,
 )
+from reflexio_store.store.retention import load_retention_settings
 from reflexio_store.urls import parse_database_url
 
 EXIT_NOT_READY = 1
@@ -316,9 +318,16 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     table.add_column("value", overflow="fold")  # long URLs fold onto more lines, never cut
     for key, value in storage.describe().items():
         table.add_row(key, escape(str(value)))
+    ignored = ignored_variables(storage)
+    if ignored:
+        table.add_row("ignored", f"[yellow]{escape(', '.join(ignored))}[/] (PostgreSQL only)")
     head = head_revision()
     problems: list[str] = []
     failure: str | None = None
+    try:
+        load_retention_settings()
+    except ConfigurationError as exc:
+        problems.append(str(exc).rstrip("."))
     missing = _missing_sqlite_file(storage)
     if missing is not None:
         table.add_row("database", f"[red]no file {escape(missing)}[/] (migrate creates it)")

@@ -279,8 +279,9 @@ class ResolvedStorage:
         return self.writer_url.backend
 
     def describe(self) -> dict[str, Any]:
-        """A printable summary with every secret masked."""
-        return {
+        """A printable summary with every secret masked (PostgreSQL-only settings marked as
+        such on SQLite, where they do not apply)."""
+        summary = {
             "storage": self.kind,
             "writer": self.writer_url.masked(),
             "reader": ", ".join(u.masked() for u in self.replica_urls) or "(the writer)",
@@ -296,6 +297,29 @@ class ResolvedStorage:
             "embedding_dimensions": self.embedding_dimensions,
             "self_host": f"yes, login {self.self_host.username}" if self.self_host else "no",
         }
+        if self.backend == "sqlite":
+            for key in _POSTGRES_ONLY_SETTINGS:
+                summary[key] = "(PostgreSQL only)"
+        return summary
+
+
+_POSTGRES_ONLY_SETTINGS = (
+    "read_max_lag_ms",
+    "read_pool_size",
+    "read_pool_acquire_timeout",
+    "pooler",
+    "statement_timeout_ms",
+)
+_POSTGRES_ONLY_VARIABLES = tuple(f"REFLEXIO_POSTGRES_{k.upper()}" for k in _POSTGRES_ONLY_SETTINGS)
+
+
+def ignored_variables(storage: ResolvedStorage) -> list[str]:
+    """Environment variables that are set but do not apply to `storage` (PostgreSQL-only
+    settings with a SQLite database)."""
+    if storage.backend != "sqlite":
+        return []
+    present = {name.upper() for name, value in os.environ.items() if value}
+    return [name for name in _POSTGRES_ONLY_VARIABLES if name in present]
 
 
 def expand_home(path: Path, what: str) -> Path:

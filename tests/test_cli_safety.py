@@ -146,3 +146,36 @@ def test_a_reflexio_file_is_not_imported_into_itself(
     assert main(["import-reflexio", str(path), "--url", f"sqlite:///{path}"]) == 2
     assert "both the Reflexio file and the target" in _one_error_line(capsys.readouterr().err)
     assert _tables(f"sqlite:///{path}") == {"profiles", "agent_playbooks"}
+
+
+def test_check_shows_settings_that_do_not_apply_and_bad_row_limits(
+    migrated: tuple[Path, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL-only variables were accepted silently on SQLite (the statement timeout even
+    shown as if it applied), and a misspelt or malformed row limit only failed later, inside
+    enforce_row_limits."""
+    from reflexio_store import ConfigurationError, SessionFactory, StorageConfigSQLite
+    from reflexio_store.store import Store
+
+    _, url = migrated
+    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setenv("REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS", "100")
+    monkeypatch.setenv("REFLEXIO_POSTGRES_POOLER", "pgbouncer")
+    capsys.readouterr()
+    assert main(["check", "--url", url]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "statement_timeout_ms │ (PostgreSQL only)" in out
+    assert "REFLEXIO_POSTGRES_POOLER, REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS" in out
+    monkeypatch.setenv("REFLEXIO_ROW_LIMIT_PROFLES", "5")
+    assert main(["check", "--url", url]) == 1
+    assert "Unknown row limit variable(s) REFLEXIO_ROW_LIMIT_PROFLES" in " ".join(
+        capsys.readouterr().out.split()
+    )
+    store = Store(SessionFactory.from_config(StorageConfigSQLite(db_url=url)))
+    with pytest.raises(ConfigurationError, match="REFLEXIO_ROW_LIMIT_PROFILES"):
+        store.enforce_row_limits()
+    monkeypatch.delenv("REFLEXIO_ROW_LIMIT_PROFLES")
+    monkeypatch.setenv("REFLEXIO_ROW_LIMIT_PROFILES", "abc")
+    assert main(["check", "--url", url]) == 1
+    assert "Invalid row limit settings" in " ".join(capsys.readouterr().out.split())
+    store.factory.dispose()

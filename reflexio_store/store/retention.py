@@ -128,12 +128,37 @@ _settings_cache: dict[tuple[tuple[str, str], ...], RetentionSettings] = {}
 
 
 def _environment_key() -> tuple[tuple[str, str], ...]:
-    # Environment names are matched case-insensitively, by the variable or by the field name.
+    # Environment names are matched case-insensitively, by the variable or by the field name;
+    # every REFLEXIO_ROW_LIMIT_* is part of the key, so that a misspelt one is reported.
     names = _SETTING_NAMES
-    return tuple(sorted((k.lower(), v) for k, v in os.environ.items() if k.lower() in names))
+    return tuple(
+        sorted(
+            (k.lower(), v)
+            for k, v in os.environ.items()
+            if k.lower() in names or k.lower().startswith(_PREFIX)
+        )
+    )
+
+
+_PREFIX = "reflexio_row_limit_"
 
 
 def _read_retention_settings() -> RetentionSettings:
+    unknown = sorted(
+        name
+        for name in os.environ
+        if name.lower().startswith(_PREFIX) and name.lower() not in _SETTING_NAMES
+    )
+    if unknown:
+        known = ", ".join(
+            f"REFLEXIO_ROW_LIMIT_{name.upper()}"
+            for name in RetentionSettings.model_fields
+            if name != "interaction_cleanup_threshold"
+        )
+        raise ConfigurationError(
+            f"Unknown row limit variable(s) {', '.join(unknown)}: a misspelt limit would be "
+            f"ignored. The row limits are {known}."
+        )
     try:
         return RetentionSettings()
     except PydanticValidationError as exc:
