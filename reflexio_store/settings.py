@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -136,6 +136,13 @@ class StorageSettings(BaseSettings):
     storage: Literal["sqlite", "postgres", "supabase"] | None = Field(
         default=None, validation_alias=_env("REFLEXIO_STORAGE")
     )
+
+    @field_validator("storage", "postgres_pooler", mode="before")
+    @classmethod
+    def _folded(cls, value: Any) -> Any:
+        # Variable names are matched in any case; their word values are too (SQLite = sqlite).
+        return value.strip().lower() if isinstance(value, str) else value
+
     db_url: SecretStr | None = Field(
         default=None,
         validation_alias=_env("REFLEXIO_DB_URL", "DATA_DB_URL", "REFLEXIO_POSTGRES_DB_URL"),
@@ -151,6 +158,7 @@ class StorageSettings(BaseSettings):
     )
     pool_acquire_timeout: float = Field(
         default=DEFAULT_ACQUIRE_TIMEOUT,
+        allow_inf_nan=False,
         gt=0,
         le=MAX_ACQUIRE_TIMEOUT,
         validation_alias=_env("REFLEXIO_POSTGRES_POOL_ACQUIRE_TIMEOUT"),
@@ -163,6 +171,7 @@ class StorageSettings(BaseSettings):
     )
     read_pool_acquire_timeout: float | None = Field(
         default=None,
+        allow_inf_nan=False,
         gt=0,
         le=MAX_ACQUIRE_TIMEOUT,
         validation_alias=_env("REFLEXIO_POSTGRES_READ_POOL_ACQUIRE_TIMEOUT"),

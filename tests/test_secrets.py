@@ -245,3 +245,17 @@ def test_verify_password_costs_one_scrypt_whatever_the_input(
     except ValidationError as exc:
         assert "right" not in str(exc) and LONE not in str(exc)
     assert counter.calls == 1
+
+
+def test_a_row_shows_its_keys_never_its_text_and_runs_no_sql(
+    sqlite_factory: SessionFactory,
+) -> None:
+    """Printed search hits showed `<...Profile object at 0x...>`; now the keys and status, from
+    what is loaded (an expired row shows less rather than querying), never content."""
+    store = Store(sqlite_factory)
+    store.add_profiles([{"user_id": "u1", "content": "private words", "profile_id": "p1"}])
+    (profile,) = store.get_profiles_by_ids(["p1"])
+    shown = repr(profile)
+    assert shown.startswith("Profile(id=") and "profile_id='p1'" in shown
+    assert "user_id='u1'" in shown and "status='pending'" in shown
+    assert "private" not in shown

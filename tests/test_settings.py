@@ -595,3 +595,16 @@ def test_an_sqlite_file_that_cannot_be_opened_says_what_to_check(tmp_path: Path)
     with pytest.raises(DatabaseUnavailableError, match="folder exists and is writable") as caught:
         store.count_profiles()
     assert "server is running" not in str(caught.value)
+
+
+def test_word_values_in_any_case_and_timeouts_must_be_finite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """REFLEXIO_STORAGE=SQLite was refused (names matched in any case, values not), and a NaN
+    timeout was refused as 'should be less than or equal to 86400'."""
+    monkeypatch.setenv("REFLEXIO_STORAGE", "SQLite")
+    monkeypatch.setenv("REFLEXIO_POSTGRES_POOLER", " PgBouncer ")
+    assert resolve_storage().kind == "sqlite"
+    monkeypatch.setenv("REFLEXIO_POSTGRES_POOL_ACQUIRE_TIMEOUT", "nan")
+    with pytest.raises(ConfigurationError, match="ACQUIRE_TIMEOUT: Input should be a finite"):
+        resolve_storage()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from sqlalchemy import Computed, Enum, Index, MetaData, func
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -48,6 +49,25 @@ class Base(DeclarativeBase):
     }
     # Generated columns (full-text vectors) are never fetched back after INSERT.
     __mapper_args__ = {"eager_defaults": False}
+
+    def __repr__(self) -> str:
+        """`Profile(id=3, profile_id='p1', user_id='u1', status='current')`: the keys and status
+        that are loaded (a repr never runs SQL), never text or secrets. Models holding hashes
+        define their own."""
+        loaded = self.__dict__
+        keys = [attr.key for attr in sa_inspect(type(self)).column_attrs]
+        shown = [
+            f"{key}={_short(loaded[key])}"
+            for key in keys
+            if (key == "id" or key.endswith("_id") or key == "status") and key in loaded
+        ]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def _short(value: Any) -> str:
+    value = getattr(value, "value", value)  # an enum by its stored value
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 IntPK = Annotated[int, mapped_column(BigIntPK, primary_key=True, autoincrement=True)]
