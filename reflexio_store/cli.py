@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from reflexio_store.db_errors import is_unavailable, server_reason, unavailable_error
-from reflexio_store.engines import sqlite_vec_problem
+from reflexio_store.engines import WRITE_OPTION, sqlite_vec_problem
 from reflexio_store.errors import ConfigurationError, ReflexioStoreError
 from reflexio_store.migrations import (
     check_embedding_dimensions,
@@ -36,6 +36,7 @@ from reflexio_store.migrations import (
     target_revision,
     upgrade,
 )
+from reflexio_store.outages import translate
 from reflexio_store.sessions import SessionFactory
 from reflexio_store.settings import (
     ResolvedStorage,
@@ -89,7 +90,8 @@ def _missing_sqlite_file(storage: ResolvedStorage) -> str | None:
 def _revision_now(storage: ResolvedStorage) -> str | None:
     engine = migration_engine(storage)
     try:
-        with engine.connect() as conn:
+        # A read: it must not queue for SQLite's write lock (BEGIN IMMEDIATE) behind a writer.
+        with engine.execution_options(**{WRITE_OPTION: False}).connect() as conn:
             return current_revision(conn, storage.schema)
     finally:
         engine.dispose()
@@ -505,6 +507,9 @@ def _describe(exc: BaseException, args: argparse.Namespace) -> str:
     if isinstance(exc, _Refused | ReflexioStoreError):
         return str(exc)
     if isinstance(exc, DBAPIError) and storage is not None:
+        translated = translate(exc, storage.writer_url)
+        if translated is not None:
+            return str(translated)
         if is_unavailable(exc):
             return str(unavailable_error(exc, storage.writer_url))
         return f"{storage.writer_url.masked()}: {server_reason(exc, storage.writer_url)}"

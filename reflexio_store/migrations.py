@@ -163,6 +163,11 @@ def _translated_errors(storage: ResolvedStorage, action: str) -> Iterator[None]:
     except DBAPIError as exc:
         if is_unavailable(exc):
             raise unavailable_error(exc, storage.writer_url, action) from None
+        from reflexio_store.outages import is_busy, translate
+
+        busy = translate(exc, storage.writer_url) if is_busy(exc) else None
+        if busy is not None:
+            raise busy from None
         raise
 
 

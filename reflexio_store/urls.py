@@ -64,7 +64,9 @@ def mask_url(url: URL | str) -> str:
     secret_keys = [k for k in url.query if k.lower() in SECRET_QUERY_KEYS]
     if secret_keys:
         url = url.update_query_dict({k: "***" for k in secret_keys})
-    return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+    shown = url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+    # SQLAlchemy percent-encodes the colons of SQLite's special name.
+    return shown.replace("%3Amemory%3A", ":memory:")
 
 
 def _check_query_ports(url: URL, source: str) -> None:

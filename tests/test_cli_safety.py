@@ -179,3 +179,35 @@ def test_check_shows_settings_that_do_not_apply_and_bad_row_limits(
     assert main(["check", "--url", url]) == 1
     assert "Invalid row limit settings" in " ".join(capsys.readouterr().out.split())
     store.factory.dispose()
+
+
+def test_a_locked_file_a_file_for_a_folder_and_the_memory_url_read_clearly(
+    migrated: tuple[Path, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, url = migrated
+    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setenv("REFLEXIO_POSTGRES_POOL_ACQUIRE_TIMEOUT", "0.2")
+    from reflexio_store.engines import sqlite_module
+
+    # The same SQLite library as the store's: two libraries in one process miss each other's locks.
+    holder = sqlite_module().connect(str(path), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the file
+    try:
+        capsys.readouterr()
+        assert main(["downgrade", "-1", "--yes", "--url", url]) == 2
+        line = _one_error_line(capsys.readouterr().err)
+        assert "stayed locked by another writer" in line, line
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert _revision(path) == head_revision()
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert main(["migrate", "--url", f"sqlite:///{afile}/store.db"]) == 2
+    assert f"{afile} is a file, not a folder" in _one_error_line(capsys.readouterr().err)
+    assert main(["check", "--url", "sqlite:///:memory:"]) == 0
+    out = capsys.readouterr().out
+    assert "sqlite:///:memory:" in out and "%3A" not in out
