@@ -154,6 +154,8 @@ def _sqlite_path(url: DatabaseURL) -> str:
         # FileExistsError (a file where a folder should be), NotADirectoryError, name too long,
         # permission denied, an embedded NUL.
         problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        if isinstance(exc, FileExistsError):
+            problem = f"{exc.filename or 'a part of that path'} is a file, not a folder"
     if problem is not None:
         raise ConfigurationError(
             f"Cannot create the folder of the SQLite database {str(path)[:200]}: {problem}. "
@@ -198,6 +200,32 @@ def create_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> Engine:
     return engine
 
 
+def _aiosqlite_dbapi(aiosqlite: ModuleType, module: ModuleType) -> Any:
+    """SQLAlchemy's aiosqlite DBAPI adapter, its error classes taken from `module` (pysqlite3):
+    the stock adapter knows only the standard sqlite3's, so pysqlite3's errors left async
+    sessions raw (no IntegrityError, no 'database is locked' as DatabaseBusyError)."""
+    from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
+
+    class Adapter(AsyncAdapt_aiosqlite_dbapi):
+        def _init_dbapi_attributes(self) -> None:
+            super()._init_dbapi_attributes()
+            for name in (
+                "DatabaseError",
+                "Error",
+                "IntegrityError",
+                "NotSupportedError",
+                "OperationalError",
+                "ProgrammingError",
+                "InterfaceError",
+                "InternalError",
+                "DataError",
+                "Warning",
+            ):
+                setattr(self, name, getattr(self.sqlite, name))
+
+    return Adapter(aiosqlite, module)
+
+
 def create_async_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> AsyncEngine:
     import aiosqlite
 
@@ -227,6 +255,7 @@ def create_async_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> AsyncEng
 
     kwargs: dict[str, Any] = {
         "async_creator": creator,
+        "module": _aiosqlite_dbapi(aiosqlite, module),
         "hide_parameters": True,
         "poolclass": labelled_pool_class(BoundedAsyncQueuePool, "writer"),
         "pool_size": pool.size,

@@ -1,8 +1,10 @@
 """The session factory: a writer and a reader, each with its own bounded pool.
 
-`writer()` commits on success and rolls back on error. `reader()` refuses writes (flushes and
-DML raise ReadOnlySessionError; on PostgreSQL its transactions are also READ ONLY on the server,
-with the optional statement_timeout). With no reader URL the reader uses the writer's engine.
+`writer()` commits on success and rolls back on error. `reader()` refuses writes: flushes and
+ORM DML raise ReadOnlySessionError before any SQL is sent, and the database itself refuses SQL
+text that writes (PostgreSQL: READ ONLY transactions, with the optional statement_timeout;
+SQLite: PRAGMA query_only on the connection while the session holds it), which leaves `reader()`
+as ReadOnlySessionError too. With no reader URL the reader uses the writer's engine.
 With replica URLs, eventual reads are spread over them and fall back to the primary when a replica
 cannot be used (replicas.py). Every session connects before it is handed out (retried while the
 server is starting: outages.py), and outages leave as DatabaseUnavailableError / DatabaseBusyError.
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
 )
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 from reflexio_store.db_errors import server_reason
 from reflexio_store.engine_registry import EngineKey, Flavor, registry
@@ -47,6 +50,7 @@ from reflexio_store.one_statement import (
 from reflexio_store.outages import aopen_with_retry, is_outage, open_with_retry, raise_translated
 from reflexio_store.replicas import LAG_SQL, Choice, ReplicaRouter
 from reflexio_store.settings import (
+    PoolSettings,
     ResolvedStorage,
     StorageConfig,
     StorageSettings,
@@ -57,6 +61,13 @@ from reflexio_store.urls import DatabaseURL
 Consistency = Literal["eventual", "strong"]
 REPLICA_INFO = "reflexio_store.replica"
 """Session.info key: the replica Choice a reader session reads from (absent on the primary)."""
+QUERY_ONLY_INFO = "reflexio_store.query_only"
+"""Connection.info key (kept by the pool per DBAPI connection): a caller's reader session put
+this SQLite connection in PRAGMA query_only; the pool turns it off when the connection returns."""
+_SQLITE_READONLY = 8
+"""SQLite's result code for a write refused by query_only. A read-only file answers it too, but
+only to a write: from a reader session it always means that a write was attempted."""
+_PG_READ_ONLY_SQL_TRANSACTION = "25006"
 
 
 class ReadOnlySession(Session):
@@ -79,6 +90,65 @@ def _refuse_dml(state: ORMExecuteState) -> None:
 
 event.listen(ReadOnlySession, "before_flush", _refuse_flush)
 event.listen(ReadOnlySession, "do_orm_execute", _refuse_dml)
+
+
+def _refused_write(exc: BaseException) -> ReadOnlySessionError | None:
+    """Our error for SQL text that the database refused to write through a reader session
+    (PostgreSQL's READ ONLY transaction or hot standby, SQLite's query_only), else None."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if (
+        getattr(orig, "sqlstate", None) != _PG_READ_ONLY_SQL_TRANSACTION
+        and getattr(orig, "sqlite_errorcode", None) != _SQLITE_READONLY
+    ):
+        return None
+    return ReadOnlySessionError(
+        f"This is a reader session: it is read-only, and the database refused a write sent "
+        f"through it ({server_reason(exc)}). Use factory.writer() for mutations."
+    )
+
+
+def _run_pragma(dbapi_connection: Any, pragma: str) -> None:
+    # On the driver's connection: the pool's reset hook has no SQLAlchemy Connection, and both
+    # ends of a reader session's connection go the same way. aiosqlite's adapter runs it too
+    # (both hooks are called inside SQLAlchemy's greenlet).
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _enter_query_only(_s: Session, _t: SessionTransaction, connection: Connection) -> None:
+    # SQLite has no READ ONLY transaction: query_only makes it refuse any write, SQL text
+    # included. It outlives the transaction, so the flag is set first: whatever happens next,
+    # the pool's reset (_leave_query_only) turns it off before the connection is used again.
+    connection.info[QUERY_ONLY_INFO] = True
+    _run_pragma(connection.connection.dbapi_connection, "PRAGMA query_only = ON")
+
+
+def _leave_query_only(
+    dbapi_connection: Any, record: ConnectionPoolEntry | None, state: PoolResetState
+) -> None:
+    """Pool `reset` hook of SQLite engines: every return to the pool, whether the session
+    committed, rolled back, raised or closed early, passes here (an invalidated connection is
+    closed instead, and its replacement starts with query_only off). Other checkouts pay one
+    dict lookup. A failure here makes the pool invalidate the connection."""
+    if record is None or not record.info.pop(QUERY_ONLY_INFO, False):
+        return
+    if state.terminate_only:
+        return  # discarded, not pooled (asyncio connections collected as garbage allow no IO)
+    _run_pragma(dbapi_connection, "PRAGMA query_only = OFF")
+
+
+def _sqlite_engine(url: DatabaseURL, pool: PoolSettings, flavor: Flavor) -> Any:
+    """An SQLite engine whose pool takes query_only off the connections of callers' readers."""
+    if flavor == "sync":
+        engine: Any = create_sqlite_engine(url, pool)
+        event.listen(engine, "reset", _leave_query_only)
+    else:
+        engine = create_async_sqlite_engine(url, pool)
+        event.listen(engine.sync_engine, "reset", _leave_query_only)
+    return engine
 
 
 def _observed(engine: Engine) -> bool:
@@ -122,6 +192,7 @@ class SessionFactory:
         )
         self._makers: dict[str, Any] = {}
         self._reader_class: type[ReadOnlySession] | None = None
+        self._query_only_class: type[ReadOnlySession] | None = None
         self.session_info: dict[str, Any] = {
             "embedding_dimensions": storage.embedding_dimensions,
             "backend": storage.backend,
@@ -196,18 +267,12 @@ class SessionFactory:
         pool = s.reader_pool if role == "reader" else s.writer_pool
         if url.is_memory:
             # An in-memory database is its engine's one connection: never shared, never closed.
-            return (
-                create_sqlite_engine(url, pool)
-                if flavor == "sync"
-                else (create_async_sqlite_engine(url, pool))
-            )
+            return _sqlite_engine(url, pool, flavor)
         key = EngineKey.of(url, role=role, flavor=flavor, pool=pool, pooler=s.pooler)
 
         def build() -> Any:
             if s.backend == "sqlite":
-                if flavor == "sync":
-                    return create_sqlite_engine(url, pool)
-                return create_async_sqlite_engine(url, pool)
+                return _sqlite_engine(url, pool, flavor)
             if flavor == "sync":
                 return create_postgres_engine(url, pool, role=role, pooler=s.pooler)
             return create_async_postgres_engine(url, pool, role=role, pooler=s.pooler)
@@ -270,6 +335,14 @@ class SessionFactory:
         event.listen(cls, "after_begin", after_begin)
         return cls
 
+    def _query_only_session_class(self) -> type[ReadOnlySession]:
+        """SQLite: the reader session class handed to callers, whose connections refuse writes
+        sent as SQL text. Store's reads (only reads) use the plain one, without the PRAGMAs."""
+        assert self._reader_class is not None
+        cls: type[ReadOnlySession] = type("QueryOnlySession", (self._reader_class,), {})
+        event.listen(cls, "after_begin", _enter_query_only)
+        return cls
+
     def _read_only(self, engine: Any) -> Any:
         # psycopg opens these transactions with BEGIN READ ONLY: the server refuses writes, at
         # no extra round trip. SQLAlchemy restores the setting when the connection is returned.
@@ -287,6 +360,8 @@ class SessionFactory:
                 return self._makers[key]
             if self._reader_class is None:
                 self._reader_class = self._reader_session_class()
+            if key.endswith(":query_only") and self._query_only_class is None:
+                self._query_only_class = self._query_only_session_class()
             options: dict[str, Any] = {"expire_on_commit": False, "info": self.session_info}
             if key == "writer":
                 bind = self.writer_engine.execution_options(**{WRITE_OPTION: True})
@@ -297,6 +372,16 @@ class SessionFactory:
                 if key.endswith(":autocommit"):
                     bind = bind.execution_options(isolation_level="AUTOCOMMIT")
                 maker = sessionmaker(bind=bind, class_=self._reader_class, **options)
+            elif key == "reader:query_only":
+                maker = sessionmaker(
+                    bind=self.writer_engine, class_=self._query_only_class, **options
+                )
+            elif key == "async_reader:query_only":
+                maker = async_sessionmaker(
+                    bind=self.async_writer_engine,
+                    sync_session_class=self._query_only_class,
+                    **options,
+                )
             elif key == "async_writer":
                 abind = self.async_writer_engine.execution_options(**{WRITE_OPTION: True})
                 maker = async_sessionmaker(bind=abind, **options)
@@ -439,7 +524,11 @@ class SessionFactory:
 
     @contextmanager
     def read_session(
-        self, consistency: Consistency = "eventual", *, autocommit: bool = False
+        self,
+        consistency: Consistency = "eventual",
+        *,
+        autocommit: bool = False,
+        refuse_sql_writes: bool = False,
     ) -> Iterator[ReadOnlySession]:
         """Like `reader()`, but driver errors leave untranslated, so that a caller able to run
         its read again (reads.run_read) can tell a broken replica from a bad statement. The
@@ -450,7 +539,12 @@ class SessionFactory:
         autocommit: one round trip instead of three (BEGIN READ ONLY, the statement, COMMIT),
         and under READ COMMITTED each statement had its own snapshot anyway. Sessions handed
         to callers (`reader()`) keep their READ ONLY transaction: the server refuses any
-        write sent through them."""
+        write sent through them.
+
+        `refuse_sql_writes` (`reader()`'s sessions, handed to callers who may send SQL text):
+        on SQLite the session's connections are in PRAGMA query_only while it holds them (a
+        PRAGMA on taking one, another when the pool takes it back). Store's read operations,
+        which only read, go without: their reads cost no extra statement."""
         self.ensure_schema()
         self._touch()
         autocommit = autocommit and self._autocommit_operations
@@ -460,7 +554,10 @@ class SessionFactory:
             else None
         )
         if session is None:
-            maker = self._maker("reader:strong:autocommit" if autocommit else "reader:strong")
+            if refuse_sql_writes and self.storage.backend == "sqlite":
+                maker = self._maker("reader:query_only")
+            else:
+                maker = self._maker("reader:strong:autocommit" if autocommit else "reader:strong")
             session = self._open(maker, self.storage.writer_url)
         with session:
             yield session  # type: ignore[misc]
@@ -468,14 +565,17 @@ class SessionFactory:
 
     @asynccontextmanager
     async def async_read_session(
-        self, consistency: Consistency = "eventual"
+        self, consistency: Consistency = "eventual", *, refuse_sql_writes: bool = False
     ) -> AsyncIterator[AsyncSession]:
+        """`read_session` for asyncio."""
         await self.aensure_schema()
         session = None
         if consistency == "eventual" and self.replicas:
             session = await self._aopen_on_replica()
         if session is None:
-            session = await self._aopen(self._maker("async_reader:strong"), self.storage.writer_url)
+            sqlite = refuse_sql_writes and self.storage.backend == "sqlite"
+            maker = self._maker("async_reader:query_only" if sqlite else "async_reader:strong")
+            session = await self._aopen(maker, self.storage.writer_url)
         async with session:
             yield session
             await session.commit()
@@ -500,18 +600,26 @@ class SessionFactory:
         self, consistency: Consistency = "eventual", *, autocommit: bool = False
     ) -> Iterator[ReadOnlySession]:
         """A read-only session on a replica (or on the primary when `consistency="strong"`,
-        when there is none, or when none is usable).
+        when there is none, or when none is usable). A write raises ReadOnlySessionError: an
+        ORM write before any SQL is sent, SQL text that writes once the database refused it
+        (PostgreSQL's READ ONLY transaction, SQLite's query_only); nothing is written.
 
         `autocommit=True` (for code that only reads, statement by statement): on PostgreSQL
         without a statement timeout each statement is its own transaction, one round trip
-        instead of BEGIN READ ONLY + statement + COMMIT. ORM writes are still refused, but the
-        server no longer refuses a write sent as SQL text, and server-side cursors (yield_per)
-        need the default transaction."""
+        instead of BEGIN READ ONLY + statement + COMMIT; on SQLite the connection is not put
+        in query_only (two PRAGMAs saved). ORM writes are still refused, but neither database
+        refuses a write sent as SQL text, and server-side cursors (yield_per) need the default
+        transaction."""
         session: ReadOnlySession | None = None
         try:
-            with self.read_session(consistency, autocommit=autocommit) as session:
+            with self.read_session(
+                consistency, autocommit=autocommit, refuse_sql_writes=not autocommit
+            ) as session:
                 yield session
         except DBAPIError as exc:
+            refused = _refused_write(exc)
+            if refused is not None:
+                raise refused from None
             raise_translated(exc, self.session_url(session))
             raise
 
@@ -532,12 +640,19 @@ class SessionFactory:
     async def async_reader(
         self, consistency: Consistency = "eventual"
     ) -> AsyncIterator[AsyncSession]:
+        """`reader()` for asyncio."""
         session: AsyncSession | None = None
         try:
-            async with self.async_read_session(consistency) as session:
+            async with self.async_read_session(consistency, refuse_sql_writes=True) as session:
                 yield session
-        except DBAPIError as exc:
-            raise_translated(exc, self.session_url(session))
+        except Exception as exc:
+            # SQLAlchemy's aiosqlite adapter wraps only the standard sqlite3 module's errors:
+            # pysqlite3's (engines.sqlite_module) arrive here as they are.
+            refused = _refused_write(exc)
+            if refused is not None:
+                raise refused from None
+            if isinstance(exc, DBAPIError):
+                raise_translated(exc, self.session_url(session))
             raise
 
     @contextmanager

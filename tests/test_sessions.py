@@ -194,3 +194,39 @@ def test_sqlite_file_and_directory_are_created_on_first_use(tmp_path: Path) -> N
         session.add(Request(request_id="r", user_id="u"))
     assert target.exists()
     factory.dispose()
+
+
+def test_async_sqlite_errors_are_sqlalchemys_and_a_locked_file_is_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The async engine connects through pysqlite3, whose errors SQLAlchemy's aiosqlite adapter
+    did not know: a duplicate key left async_writer() as a raw pysqlite3 IntegrityError, and a
+    locked file never became DatabaseBusyError."""
+    from sqlalchemy.exc import IntegrityError
+
+    from reflexio_store.engines import sqlite_module
+    from reflexio_store.errors import DatabaseBusyError
+
+    monkeypatch.setenv("REFLEXIO_POSTGRES_POOL_ACQUIRE_TIMEOUT", "0.2")
+    path = tmp_path / "a.db"
+    factory = SessionFactory.from_config(StorageConfigSQLite(db_url=f"sqlite:///{path}"))
+    row = {"run_id": "r1", "status": "s", "pipeline_context": {}, "metadata": {}}
+
+    async def write() -> None:
+        async with factory.async_writer() as session:
+            await session.execute(insert(WorkflowRun), [row])
+
+    asyncio.run(write())
+    with pytest.raises(IntegrityError):
+        asyncio.run(write())
+    holder = sqlite_module().connect(str(path), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        row = {**row, "run_id": "r2"}
+        with pytest.raises(DatabaseBusyError, match="stayed locked"):
+            asyncio.run(write())
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    asyncio.run(write())
+    factory.dispose()
