@@ -478,6 +478,35 @@ def measure_recall(
             )
 
 
+def pg_filtered_recall(
+    primary: str, schema: str, store: Store, queries: Sequence[Query]
+) -> tuple[float, float]:
+    """(mean, worst) recall@10 of the store's user-filtered vector search against an exact scan
+    of the user's current rows, in SQL on the primary (a user with more than NARROW_EXACT_ROWS
+    rows is searched through the filtered HNSW walk, whose recall falls as the user's share of
+    the table does)."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    found = []
+    with psycopg.connect(**_psycopg_kwargs(primary), autocommit=True) as conn:
+        register_vector(conn)
+        for q in queries:
+            rows = conn.execute(
+                f'SELECT profile_id FROM "{schema}".profiles WHERE user_id = %s '
+                "AND status = 'current' AND embedding IS NOT NULL "
+                "ORDER BY (embedding OPERATOR(public.<=>) %s) + 0 LIMIT 10",
+                (q.user, np.asarray(q.vector, dtype=np.float32)),
+            ).fetchall()
+            exact = {r[0] for r in rows}
+            hits = store.search_profiles(
+                embedding=q.vector, user_id=q.user, mode="vector", threshold=-1.0
+            )
+            got = {h.item.profile_id for h in hits}
+            found.append(len(got & exact) / max(1, len(exact)))
+    return float(np.mean(found)), float(np.min(found))
+
+
 def measure_workflow(
     results: Results,
     backend: str,

@@ -141,6 +141,20 @@ def run_large(
                     detail={**stats, "profiles": loaded, "users": args.users},
                 )
             )
+        if backend == "pg" and primary is not None and schema is not None:
+            mean, worst = bench.pg_filtered_recall(primary, schema, store, queries[:30])
+            results.add(
+                bench.Metric(
+                    backend,
+                    group,
+                    "profiles vector recall@10 filter=user_id (vs exact scan of the user's rows)",
+                    mean,
+                    "ratio",
+                    detail={"worst_query": worst, "queries": 30},
+                    target="≥ 0.95",
+                    met=mean >= 0.95,
+                )
+            )
         results.add(
             bench.Metric(
                 backend,

@@ -101,30 +101,6 @@ def _timed(store: Store, mode: str, queries: list[bench.Query]) -> list[float]:
     return samples
 
 
-def _recall(primary: str, stores: dict[str, Store], queries: list[bench.Query]) -> dict[str, Any]:
-    import psycopg
-    from pgvector.psycopg import register_vector
-
-    found: dict[str, list[float]] = {name: [] for name in stores}
-    with psycopg.connect(**bench._psycopg_kwargs(primary), autocommit=True) as conn:
-        register_vector(conn)
-        for q in queries:
-            rows = conn.execute(
-                f"SELECT profile_id FROM {ONE}.profiles WHERE user_id = %s "
-                "AND status = 'current' "
-                "ORDER BY (embedding OPERATOR(public.<=>) %s) + 0 LIMIT 10",
-                (q.user, np.asarray(q.vector, dtype=np.float32)),
-            ).fetchall()
-            exact = {r[0] for r in rows}
-            for name, store in stores.items():
-                hits = store.search_profiles(
-                    embedding=q.vector, user_id=q.user, mode="vector", threshold=-1.0
-                )
-                got = {h.item.profile_id for h in hits}
-                found[name].append(len(got & exact) / max(1, len(exact)))
-    return {n: {"mean": float(np.mean(v)), "min": float(np.min(v))} for n, v in found.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pg-url", required=True, help="a PostgreSQL primary with pgvector")
@@ -158,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
                 samples = _timed(store, mode, queries[20:])
                 p50, p95 = np.percentile(samples, 50), np.percentile(samples, 95)
                 rounds.setdefault(f"{name} {mode}", []).append((float(p50), float(p95)))
-    recall = _recall(primary, stores, queries[20:50])
+    recall = {}
+    for name, store in stores.items():
+        mean, worst = bench.pg_filtered_recall(primary, ONE, store, queries[20:50])
+        recall[name] = {"mean": mean, "min": worst}
     table = bench.Results()
     for key, values in rounds.items():
         p50, p95 = values[-1]
