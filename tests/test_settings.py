@@ -357,7 +357,11 @@ def test_query_hosts_with_their_ports_are_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("directory", "reason"),
-    [("/etc/passwd", "/etc/passwd is a file, not a folder"), ("/dev/null/x", "Not a directory"), ("~nosuchuser9/x", "~")],
+    [
+        ("/etc/passwd", "/etc/passwd is a file, not a folder"),
+        ("/dev/null/x", "Not a directory"),
+        ("~nosuchuser9/x", "~"),
+    ],
 )
 def test_an_unusable_sqlite_folder_is_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch, directory: str, reason: str
