@@ -300,7 +300,8 @@ def _probe(factory: SessionFactory, role: str) -> dict[str, Any]:
                 info["sqlite-vec"] = "not loaded"
         if role == "writer":
             info["revision"] = current_revision(conn, factory.storage.schema)
-            info["foreign"] = foreign_tables(conn, factory.storage.schema)
+            revision = info["revision"]
+            info["foreign"] = [] if revision else foreign_tables(conn, factory.storage.schema)
     return info
 
 
@@ -333,12 +334,12 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     missing = _missing_sqlite_file(storage)
     if missing is not None:
         table.add_row("database", f"[red]no file {escape(missing)}[/] (migrate creates it)")
-        console.print(table)
-        console.print(
-            "[red]Not ready.[/] To fix: run `reflexio-store migrate` to create it (or correct "
-            "the path: REFLEXIO_DB_URL, SQLITE_FILE_DIRECTORY).",
-            soft_wrap=True,
+        problems.append(
+            "run `reflexio-store migrate` to create it (or correct the path: REFLEXIO_DB_URL, "
+            "SQLITE_FILE_DIRECTORY)"
         )
+        console.print(table)
+        console.print(f"[red]Not ready.[/] To fix: {escape('; '.join(problems))}.", soft_wrap=True)
         return EXIT_NOT_READY
     try:
         writer = _probe(factory, "writer")
@@ -357,7 +358,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         if writer["revision"] == head:
             table.add_row("schema revision", revision)
             try:
-                check_embedding_dimensions(storage)
+                check_embedding_dimensions(storage, factory.writer_engine)
             except ConfigurationError as exc:
                 problems.append(str(exc).rstrip("."))
         elif writer["foreign"]:
@@ -507,11 +508,11 @@ def _describe(exc: BaseException, args: argparse.Namespace) -> str:
     if isinstance(exc, _Refused | ReflexioStoreError):
         return str(exc)
     if isinstance(exc, DBAPIError) and storage is not None:
-        translated = translate(exc, storage.writer_url)
-        if translated is not None:
-            return str(translated)
         if is_unavailable(exc):
             return str(unavailable_error(exc, storage.writer_url))
+        translated = translate(exc, storage.writer_url)  # busy, too large, timed out
+        if translated is not None:
+            return str(translated)
         return f"{storage.writer_url.masked()}: {server_reason(exc, storage.writer_url)}"
     if isinstance(exc, DBAPIError):
         return server_reason(exc)

@@ -79,9 +79,7 @@ def head_revision() -> str:
 def _require_revision(revision: object) -> None:
     # Alembic answers an empty revision with a bare AssertionError.
     if not isinstance(revision, str) or not revision.strip():
-        raise ConfigurationError(
-            f"No revision given: pass one of {', '.join(known_revisions())}, or head, base, +N, -N."
-        )
+        raise ConfigurationError(f"No revision given: pass one of {_revision_choices()}")
 
 
 def upgrade(storage: ResolvedStorage, revision: str = "head", *, sql: bool = False) -> None:
@@ -123,10 +121,13 @@ def target_revision(revision: str, current: str | None) -> str | None:
     matches = [r for r in known if r.startswith(revision)]
     if len(matches) != 1:
         raise ConfigurationError(
-            f"Unknown revision {revision!r}. Known revisions: {', '.join(known)}; also head, "
-            "base, +N, -N."
+            f"Unknown revision {revision!r}. Known revisions: {_revision_choices()}"
         )
     return matches[0]
+
+
+def _revision_choices() -> str:
+    return f"{', '.join(known_revisions())}; also head, base, +N, -N."
 
 
 def revision_order(revision: str | None) -> int:
@@ -158,7 +159,7 @@ def _translated_errors(storage: ResolvedStorage, action: str) -> Iterator[None]:
         # Alembic's message ("Can't locate revision identified by 'x'") is plain; say what works.
         raise ConfigurationError(
             f"Cannot {action} to that revision: {str(exc).splitlines()[0]}. Known revisions: "
-            f"{', '.join(known_revisions())}; also head, base, +N, -N."
+            f"{_revision_choices()}"
         ) from None
     except DBAPIError as exc:
         if is_unavailable(exc):
@@ -190,13 +191,11 @@ def current_revision(connection: Connection, schema: str | None) -> str | None:
 
 
 def foreign_tables(connection: Connection, schema: str | None) -> list[str]:
-    """Tables of reflexio_store's names in `schema` of a database that has no reflexio_store
+    """Tables of reflexio_store's names in `schema`, for a schema with no reflexio_store
     revision: another application's (Reflexio's own SQLite file has this layout)."""
     from reflexio_store.models import Base
 
     where = version_table_schema(connection.dialect.name, schema)
-    if current_revision(connection, schema) is not None:
-        return []
     present = set(inspect(connection).get_table_names(schema=where))
     return sorted(present & {table.name for table in Base.metadata.sorted_tables})
 
@@ -216,6 +215,8 @@ def foreign_database_advice(where: str, tables: list[str]) -> str:
 def refuse_foreign_tables(connection: Connection, storage: ResolvedStorage) -> None:
     """Before migrating: creating our tables over another application's would fail halfway
     ("table profiles already exists") or, worse, mix two schemas in one database."""
+    if current_revision(connection, storage.schema) is not None:
+        return
     tables = foreign_tables(connection, storage.schema)
     if tables:
         where = f"{storage.writer_url.masked()} (schema {storage.schema or 'public'})"
@@ -381,7 +382,7 @@ def ensure_schema_ready(storage: ResolvedStorage, engine: Engine) -> None:
         ) from None
     if current == head:
         with _translated_errors(storage, "check"):
-            _check_embedding_dimensions(storage, engine)
+            check_embedding_dimensions(storage, engine)
     elif storage.auto_migrate:
         if storage.writer_url.is_memory:
             _upgrade_in_place(engine, storage)
@@ -412,17 +413,19 @@ def how_to_migrate(storage: ResolvedStorage) -> str:
 
 
 def _vector_columns() -> list[Any]:
+    """Every embedding column, the tables most likely to hold a vector first: a table whose
+    rows have none is read to its end by the probe below."""
     from reflexio_store.models import Base
 
-    return [
-        column
-        for table in Base.metadata.sorted_tables
-        for column in table.columns
-        if isinstance(column.type, Embedding)
-    ]
+    first = ("profiles", "interactions", "user_playbooks")
+    tables = sorted(
+        Base.metadata.sorted_tables,
+        key=lambda t: first.index(t.name) if t.name in first else len(first),
+    )
+    return [c for table in tables for c in table.columns if isinstance(c.type, Embedding)]
 
 
-def _check_embedding_dimensions(storage: ResolvedStorage, engine: Engine) -> None:
+def check_embedding_dimensions(storage: ResolvedStorage, engine: Engine) -> None:
     """A store migrated for N-dimensional vectors must not be used with another size.
 
     PostgreSQL: the size is in the column type (profiles'). SQLite stores blobs: every table
@@ -455,15 +458,6 @@ def _check_embedding_dimensions(storage: ResolvedStorage, engine: Engine) -> Non
             f"but REFLEXIO_EMBEDDING_DIMENSIONS is {storage.embedding_dimensions}. Set it to "
             f"{stored}, or use a new database (the size is fixed by the first migration)."
         )
-
-
-def check_embedding_dimensions(storage: ResolvedStorage) -> None:
-    """`_check_embedding_dimensions` on a short-lived engine (for `reflexio-store check`)."""
-    engine = migration_engine(storage)
-    try:
-        _check_embedding_dimensions(storage, engine)
-    finally:
-        engine.dispose()
 
 
 def _upgrade_in_place(engine: Engine, storage: ResolvedStorage) -> None:

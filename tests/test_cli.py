@@ -160,6 +160,7 @@ def test_unreachable_server_is_one_line_and_debug_shows_the_traceback(
     assert main(["migrate", "--url", url]) == 2
     captured = capsys.readouterr()
     assert "Connection refused" in _one_error_line(captured.err)
+    assert "during the operation" not in captured.err  # nothing ran: it never connected
     assert PASSWORD not in captured.err + captured.out
     assert main(["--debug", "check", "--url", url]) == 2
     captured = capsys.readouterr()

@@ -8,12 +8,14 @@ from __future__ import annotations
 import io
 import sqlite3
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from reflexio_store.cli import main
 from reflexio_store.migrations import head_revision, known_revisions
+from tests.conftest import PgEndpoints
 from tests.test_cli import _one_error_line, _tables
 
 
@@ -211,3 +213,42 @@ def test_a_locked_file_a_file_for_a_folder_and_the_memory_url_read_clearly(
     assert main(["check", "--url", "sqlite:///:memory:"]) == 0
     out = capsys.readouterr().out
     assert "sqlite:///:memory:" in out and "%3A" not in out
+
+
+def test_an_organization_schema_holding_another_applications_tables_is_refused(
+    pg: PgEndpoints, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL, a second organization: its schema holds a `profiles` table of another
+    application and no reflexio_store revision. It is refused and left as it was, while an
+    organization migrated beside it is not mistaken for a foreign one."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    monkeypatch.setenv("COLUMNS", "400")
+    foreign, ours = f"org_f_{uuid.uuid4().hex[:8]}", f"org_o_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(pg.primary_url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{foreign}"')
+            conn.exec_driver_sql(f'CREATE TABLE "{foreign}".profiles (id int, note text)')
+            conn.exec_driver_sql(f"INSERT INTO \"{foreign}\".profiles VALUES (1, 'theirs')")
+        assert main(["migrate", "--url", pg.primary_url, "--schema", ours]) == 0
+        capsys.readouterr()
+        assert main(["migrate", "--url", pg.primary_url, "--schema", foreign]) == 2
+        line = _one_error_line(capsys.readouterr().err)
+        assert (
+            f"schema {foreign}" in line and "(profiles)" in line and "Nothing was changed" in line
+        )
+        assert main(["check", "--url", pg.primary_url, "--schema", foreign]) == 1
+        assert "another application" in " ".join(capsys.readouterr().out.split())
+        with engine.connect() as conn:
+            tables = conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": foreign}
+            ).scalars()
+            assert set(tables) == {"profiles"}
+        assert main(["check", "--url", pg.primary_url, "--schema", ours]) == 0
+    finally:
+        with engine.begin() as conn:
+            for schema in (foreign, ours):
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
