@@ -231,8 +231,17 @@ def _confirm_cluster(storage: ResolvedStorage, tables: list[str], console: Conso
 
 
 def cmd_cluster(args: argparse.Namespace, console: Console) -> int:
-    from reflexio_store.maintenance import USER_ORDER_INDEXES, cluster_by_user
+    from reflexio_store.maintenance import (
+        USER_ORDER_INDEXES,
+        check_lock_timeout,
+        check_only_below,
+        cluster_by_user,
+    )
 
+    # Checked here first, by the library's own checks, so that a bad value is named as typed
+    # (--lock-timeout, not lock_timeout) and refused before anything is connected to or asked.
+    check_lock_timeout(args.lock_timeout, "--lock-timeout")
+    check_only_below(args.only_below, "--only-below")
     storage = _storage(args)
     tables = args.table or list(USER_ORDER_INDEXES)
     if storage.backend != "postgresql":

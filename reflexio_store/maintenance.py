@@ -42,8 +42,23 @@ USER_ORDER_INDEXES: dict[str, str] = {
 }
 """The tables searched or listed per user, and the (user_id, ...) index each is ordered by."""
 
+MIN_LOCK_TIMEOUT_SECONDS = 0.001
 MAX_LOCK_TIMEOUT_SECONDS = 3600.0
 _LOCK_NOT_AVAILABLE = "55P03"
+
+
+# The one place the limits of cluster_by_user's options live. `name` is how the caller's user
+# spelled the option: the parameter name from Python, the option (--lock-timeout) from the CLI,
+# which checks them before it connects or asks anything.
+def check_lock_timeout(value: object, name: str = "lock_timeout") -> float:
+    """Seconds to wait for each table's lock: MIN_LOCK_TIMEOUT_SECONDS to
+    MAX_LOCK_TIMEOUT_SECONDS."""
+    return require_number(value, name, MIN_LOCK_TIMEOUT_SECONDS, MAX_LOCK_TIMEOUT_SECONDS)
+
+
+def check_only_below(value: object, name: str = "only_below") -> float | None:
+    """None (cluster every table), or the user order (0 to 1) below which a table is clustered."""
+    return None if value is None else require_number(value, name, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -132,8 +147,8 @@ def cluster_by_user(
             "searches a user's rows through its own indexes: there is nothing to do."
         )
     chosen = _tables(tables)
-    seconds = require_number(lock_timeout, "lock_timeout", 0.001, MAX_LOCK_TIMEOUT_SECONDS)
-    bound = None if only_below is None else require_number(only_below, "only_below", 0.0, 1.0)
+    seconds = check_lock_timeout(lock_timeout)
+    bound = check_only_below(only_below)
     schema = storage.schema or DEFAULT_SCHEMA
     from reflexio_store.migrations import migration_engine
 

@@ -1,16 +1,19 @@
 """Self-host mode, as Reflexio documents it: one customer-owned database, one login.
 
-With DEPLOYMENT_MODE=self-host (or self_host), SELF_HOST_USERNAME and SELF_HOST_PASSWORD name the
-only organization, and DATA_DB_URL (or REFLEXIO_DB_URL) is the single database. The organization
-is created on first use of a session factory built from the environment (right after the schema
-check, once per factory), its password kept only as a scrypt hash; when SELF_HOST_PASSWORD changes,
-the next start rotates the hash. The password is never logged, printed or put in an error.
+With DEPLOYMENT_MODE=self-host (or self_host, selfhost), SELF_HOST_USERNAME and SELF_HOST_PASSWORD
+name the only organization, and DATA_DB_URL (or REFLEXIO_DB_URL) is the single database. A value
+that reads like a misspelt self-host (selfhosted) is a ConfigurationError; any other value is a
+deployment that is not self-host. The organization is created on first use of a session factory
+built from the environment (right after the schema check, once per factory), its password kept
+only as a scrypt hash; when SELF_HOST_PASSWORD changes, the next start rotates the hash. The
+password is never logged, printed or put in an error.
 `bootstrap_self_host` can also be called directly (e.g. from a start-up script).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
@@ -21,7 +24,53 @@ from reflexio_store.errors import ConfigurationError, ConflictError
 
 log = logging.getLogger(__name__)
 
-SELF_HOST_MODES = frozenset({"self-host", "self_host", "selfhost"})
+SELF_HOST_MODES = ("self-host", "self_host", "selfhost")
+"""DEPLOYMENT_MODE values that turn self-host mode on (self_host is Reflexio's spelling)."""
+
+
+def _shown_mode(value: object) -> str:
+    # A word as given (a typo is recognisable); anything else only by its length: a value that
+    # is not a word may be something pasted into the wrong variable.
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", value.strip()):
+        return repr(value.strip())
+    if isinstance(value, str):
+        return f"a {len(value)}-character value"
+    return f"a {type(value).__name__}"
+
+
+def unknown_deployment_mode(value: object) -> str:
+    """What is wrong with a DEPLOYMENT_MODE that may be a misspelt self-host mode, and how
+    to fix it (no variable name in front: the caller puts it there, pydantic by its location)."""
+    return (
+        f"{_shown_mode(value)} is not a deployment mode that can be read safely: "
+        f"{', '.join(SELF_HOST_MODES)} (in any case) turn on self-host mode (one database, one "
+        "login: SELF_HOST_USERNAME / SELF_HOST_PASSWORD); a deployment that is not self-host "
+        "names itself in one word that is not about self or host (e.g. platform). Correct the "
+        "spelling, or unset DEPLOYMENT_MODE for a deployment that is not self-host"
+    )
+
+
+def _reads_like_self_host(folded: str) -> bool:
+    # DEPLOYMENT_MODE is Reflexio's variable and other deployments set their own values
+    # (platform, ...), so only a value that names self or host, or is not a word at all
+    # (something pasted into the wrong variable), is taken for a mistake.
+    letters = re.sub(r"[^a-z]", "", folded)
+    return "self" in letters or "host" in letters or not re.fullmatch(r"[a-z0-9_.-]+", folded)
+
+
+def deployment_mode(value: str | None) -> str | None:
+    """DEPLOYMENT_MODE as compared: case and surrounding spaces ignored, None when unset or
+    blank. A value that reads like self-host but is none of SELF_HOST_MODES (selfhosted,
+    "self host") is a ConfigurationError, never read as "not self-host": the typo would
+    silently skip the self-host login. Any other value is a deployment that is not self-host."""
+    if value is None:
+        return None
+    folded = value.strip().lower() if isinstance(value, str) else ""
+    if folded == "" and isinstance(value, str):
+        return None
+    if folded not in SELF_HOST_MODES and (not folded or _reads_like_self_host(folded)):
+        raise ConfigurationError(f"DEPLOYMENT_MODE: {unknown_deployment_mode(value)}.")
+    return folded
 
 
 @dataclass(frozen=True)
@@ -36,7 +85,7 @@ def self_host_login(
     mode: str | None, username: str | None, password: SecretStr | None
 ) -> SelfHostLogin | None:
     """The self-host login the environment asks for, None outside self-host mode."""
-    if mode is None or mode.strip().lower() not in SELF_HOST_MODES:
+    if deployment_mode(mode) not in SELF_HOST_MODES:
         return None
     missing = [
         name

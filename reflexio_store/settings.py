@@ -16,10 +16,16 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reflexio_store.errors import ConfigurationError
-from reflexio_store.self_host import SelfHostLogin, self_host_login
+from reflexio_store.self_host import (
+    SelfHostLogin,
+    deployment_mode,
+    self_host_login,
+    unknown_deployment_mode,
+)
 from reflexio_store.urls import DatabaseURL, mask_url, parse_database_url
 
 DEFAULT_SQLITE_DIRECTORY = "~/.reflexio/data"
@@ -205,6 +211,23 @@ class StorageSettings(BaseSettings):
     )
     # Self-host mode (reflexio_store.self_host): one database, one login.
     deployment_mode: str | None = Field(default=None, validation_alias=_env("DEPLOYMENT_MODE"))
+
+    @field_validator("deployment_mode", mode="before")
+    @classmethod
+    def _deployment_mode(cls, value: Any) -> Any:
+        # Folded like the other word values; a value that is none of DEPLOYMENT_MODES (a typo
+        # such as selfhosted) is refused, not read as "not self-host". PydanticCustomError: the
+        # message is reported under the variable's name, without pydantic's "Value error, ".
+        if not isinstance(value, str):
+            return value
+        try:
+            return deployment_mode(value)
+        except ConfigurationError:
+            pass
+        raise PydanticCustomError(
+            "deployment_mode", "{problem}", {"problem": unknown_deployment_mode(value)}
+        )
+
     self_host_username: str | None = Field(
         default=None, validation_alias=_env("SELF_HOST_USERNAME")
     )

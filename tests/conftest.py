@@ -23,7 +23,14 @@ from reflexio_store.settings import StorageSettings, resolve_storage
 from reflexio_store.store import Store
 from tests.support.auth import PasswordRole
 
-ENV_PREFIXES = ("REFLEXIO_", "DATA_DB_URL", "SQLITE_FILE_DIRECTORY", "INTERACTION_CLEANUP")
+ENV_PREFIXES = (
+    "REFLEXIO_",
+    "DATA_DB_URL",
+    "SQLITE_FILE_DIRECTORY",
+    "INTERACTION_CLEANUP",
+    "DEPLOYMENT_MODE",
+    "SELF_HOST_",
+)
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ def test_transfer_commands_check_their_input_before_the_target(
     target = tmp_path / "target.db"
     to = f"sqlite:///{target}"
     assert main(["copy", "--from", source, "--to", to, "--batch", "0"]) == 2
-    assert "--batch must be at least 1" in _one_error_line(capsys.readouterr().err)
+    assert "--batch must be an integer from 1 to 50000" in _one_error_line(capsys.readouterr().err)
     assert main(["copy", "--from", source, "--to", to, "--to-schema", "org_1"]) == 2
     assert "--to-schema org_1 applies to PostgreSQL" in _one_error_line(capsys.readouterr().err)
     assert main(["import-reflexio", str(tmp_path / "missing.db"), "--url", to]) == 2

@@ -33,21 +33,27 @@ from reflexio_store.urls import parse_database_url
 
 
 def factory_for(
-    url: str, schema: str | None = None, *, source: bool = False, schema_option: str = "--schema"
+    url: str,
+    schema: str | None = None,
+    *,
+    source: bool = False,
+    url_option: str = "--url",
+    schema_option: str = "--schema",
 ) -> SessionFactory:
-    """A session factory for a URL given on the command line (its schema, if PostgreSQL).
+    """A session factory for a URL given on the command line (its schema, if PostgreSQL);
+    errors name the options as typed (`url_option`, `schema_option`).
 
     `source`: a database only read from. It must exist and be at the current revision: it is
     never created or migrated (a mistyped --from would otherwise be created empty, or an
     unrelated SQLite file be given reflexio_store's tables)."""
-    parsed = parse_database_url(url, "--from" if source else "The database URL")
+    parsed = parse_database_url(url, url_option)
     if parsed.backend == "sqlite":
         if schema:
             raise _schema_on_sqlite(schema_option, schema)
         storage = resolve_storage(StorageConfigSQLite(db_url=url))
         path = storage.writer_url.sqlite_path
         if source and path is not None and not path.is_file():
-            raise ConfigurationError(f"--from: there is no SQLite file {path}.")
+            raise ConfigurationError(f"{url_option}: there is no SQLite file {path}.")
     else:
         storage = resolve_storage(StorageConfigPostgres(db_url=url, schema=schema))
     if source:
@@ -91,12 +97,20 @@ def progress_bars(console: Console) -> Iterator[Callable[[str, int, int], None]]
 
 
 def cmd_copy(args: argparse.Namespace, console: Console) -> int:
-    from reflexio_store.transfer.copy import copy_database
+    from reflexio_store.transfer.copy import check_batch_size, copy_database
 
-    if args.batch < 1:
-        raise ConfigurationError(f"--batch must be at least 1 (got {args.batch}).")
-    source = factory_for(args.source, args.from_schema, source=True, schema_option="--from-schema")
-    target = factory_for(args.target, args.to_schema, schema_option="--to-schema")
+    # copy_database's own check, named as typed, before the target is created or migrated.
+    check_batch_size(args.batch, "--batch")
+    source = factory_for(
+        args.source,
+        args.from_schema,
+        source=True,
+        url_option="--from",
+        schema_option="--from-schema",
+    )
+    target = factory_for(
+        args.target, args.to_schema, url_option="--to", schema_option="--to-schema"
+    )
     try:
         source.ensure_schema()
         upgrade(target.storage)

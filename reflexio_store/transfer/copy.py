@@ -40,6 +40,19 @@ from reflexio_store.types import Embedding
 from reflexio_store.validation import shown_key
 
 DEFAULT_BATCH = 2_000
+MAX_BATCH_SIZE = 50_000
+
+
+def check_batch_size(value: object, name: str = "batch") -> int:
+    """Rows per batch: an integer from 1 to MAX_BATCH_SIZE. The one place that limit lives;
+    `name` is how the caller's user spelled it (the parameter from Python, --batch from the CLI)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_BATCH_SIZE:
+        raise ConfigurationError(
+            f"{name} must be an integer from 1 to {MAX_BATCH_SIZE} (rows per batch), got "
+            f"{shown_key(value)}."
+        )
+    return int(value)
+
 
 Progress = Callable[[str, int, int], None]
 """Called as progress(table, rows_done, rows_total) after each batch."""
@@ -176,8 +189,7 @@ def copy_database(
     progress: Progress | None = None,
 ) -> list[TableCopy]:
     """Copy every table from `source` to `target` (both migrated to head) and verify each one."""
-    if batch < 1 or batch > 50_000:
-        raise ConfigurationError(f"batch must be between 1 and 50000, got {batch}.")
+    batch = check_batch_size(batch)
     if _same_database(source, target):
         raise ConfigurationError(
             "The source and the target are the same database; nothing to copy."
@@ -200,8 +212,9 @@ def copy_database(
         if filled:
             raise ConflictError(
                 f"The target {target.storage.writer_url.masked()} already holds rows in "
-                f"{', '.join(filled)}. Copy into an empty database, or pass --append to add the "
-                "rows whose keys it does not have yet (safe to re-run)."
+                f"{', '.join(filled)}. Copy into an empty database, or pass append=True (--append "
+                "on the command line) to add the rows whose keys it does not have yet (safe to "
+                "re-run)."
             )
     results: list[TableCopy] = []
     for table in tables:
@@ -254,8 +267,8 @@ def _copy_table(
         raise CopyVerificationError(
             f"Table {table.name}: the target's rows differ from the source's after the copy "
             f"({source_rows} source rows, {target_rows} target rows, checksums differ). With "
-            "--append, rows that already existed in the target under the same keys keep the "
-            "target's values; copy into an empty database to replace them."
+            "append=True (--append), rows that already existed in the target under the same keys "
+            "keep the target's values; copy into an empty database to replace them."
         )
     return report
 
@@ -280,7 +293,7 @@ def _write_batch(
         f"Table {table.name}: the target refused a row of the batch starting at "
         f"{', '.join(f'{k}={shown_key(first.get(k))}' for k in keys)} (rows {done + 1}-"
         f"{done + len(rows)}): {failure}. That batch was not written; the {done} rows before it "
-        "were. Fix the source row and run the copy again with --append."
+        "were. Fix the source row and run the copy again with append=True (--append)."
     )
 
 
