@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -479,17 +480,25 @@ def measure_recall(
 
 
 def pg_filtered_recall(
-    primary: str, schema: str, store: Store, queries: Sequence[Query]
+    primary: str, schema: str, store: Store, queries: Sequence[Query], *, walk: bool = False
 ) -> tuple[float, float]:
     """(mean, worst) recall@10 of the store's user-filtered vector search against an exact scan
-    of the user's current rows, in SQL on the primary (a user with more than NARROW_EXACT_ROWS
+    of the user's current rows, in SQL on the primary (a user with more than VECTOR_EXACT_ROWS
     rows is searched through the filtered HNSW walk, whose recall falls as the user's share of
-    the table does)."""
+    the table does). `walk`: every user is searched through the walk, as one above the bound."""
     import psycopg
     from pgvector.psycopg import register_vector
 
+    from reflexio_store.search import postgres as pg_search
+
     found = []
-    with psycopg.connect(**_psycopg_kwargs(primary), autocommit=True) as conn:
+    bound = pg_search.VECTOR_EXACT_ROWS
+    pg_search.VECTOR_EXACT_ROWS = 0 if walk else bound
+    with (
+        contextlib.ExitStack() as restore,
+        psycopg.connect(**_psycopg_kwargs(primary), autocommit=True) as conn,
+    ):
+        restore.callback(setattr, pg_search, "VECTOR_EXACT_ROWS", bound)
         register_vector(conn)
         for q in queries:
             rows = conn.execute(

@@ -9,10 +9,10 @@ over --users users (50 by default: at 1M that is 20,000 profiles per user).
 PostgreSQL: loaded through Store.add_profiles (binary COPY) with the profiles' HNSW index
 dropped (maintaining it row by row costs about 1 ms a row here: a 1M-row load would take hours);
 at each checkpoint it is built in one pass (its time is reported), the table vacuumed and
-analyzed, the searches run, and the index dropped again. A user with at most NARROW_EXACT_ROWS
-(5,000) current profiles is scanned exactly; one with more (20,000 at 1M over 50 users) is
-searched through the HNSW index, as in production. A --large-budget (seconds per database)
-bounds the load: when it runs out, the curve stops at the size reached and says so.
+analyzed, the searches run, and the index dropped again. A user with at most VECTOR_EXACT_ROWS
+(20,000) current profiles has its vectors scanned exactly (18,000 a user at 1M over 50 users);
+one with more is searched through the HNSW index, as in production. A --large-budget (seconds per
+database) bounds the load: when it runs out, the curve stops at the size reached and says so.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def run_large(
         results.notes.append(
             "pg --large: profiles loaded without their HNSW index (maintained row by row it costs "
             "about 1 ms a row), which is built at each checkpoint before the searches (a user "
-            "with more than NARROW_EXACT_ROWS rows is searched through it) and dropped again "
+            "with more than VECTOR_EXACT_ROWS rows is searched through it) and dropped again "
             "for the next part of the load"
         )
     queries = bench.build_queries(args, Workload(WorkloadSize(users=args.users)).users)
@@ -142,19 +142,23 @@ def run_large(
                 )
             )
         if backend == "pg" and primary is not None and schema is not None:
-            mean, worst = bench.pg_filtered_recall(primary, schema, store, queries[:30])
-            results.add(
-                bench.Metric(
-                    backend,
-                    group,
-                    "profiles vector recall@10 filter=user_id (vs exact scan of the user's rows)",
-                    mean,
-                    "ratio",
-                    detail={"worst_query": worst, "queries": 30},
-                    target="≥ 0.95",
-                    met=mean >= 0.95,
+            for walk, how in ((False, ""), (True, ", every user walked through HNSW")):
+                mean, worst = bench.pg_filtered_recall(
+                    primary, schema, store, queries[:30], walk=walk
                 )
-            )
+                results.add(
+                    bench.Metric(
+                        backend,
+                        group,
+                        "profiles vector recall@10 filter=user_id (vs exact scan of the user's "
+                        f"rows{how})",
+                        mean,
+                        "ratio",
+                        detail={"worst_query": worst, "queries": 30},
+                        target="" if walk else "≥ 0.95",
+                        met=None if walk else mean >= 0.95,
+                    )
+                )
         results.add(
             bench.Metric(
                 backend,

@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--maintenance-mem", default="4GB")
     parser.add_argument("--reuse", action="store_true", help="use the two schemas if loaded")
+    parser.add_argument(
+        "--load-only", action="store_true", help=f"load {ONE} and stop (narrow_walk_ab.py uses it)"
+    )
     parser.add_argument("--out", default="partition_spike.json")
     ours = parser.parse_args(argv)
     primary = ours.pg_url
@@ -118,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         for schema in (ONE, PARTS):
             bench._pg_exec(primary, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         setup["one table"] = _load(primary, ours.size, ours.maintenance_mem)
+        if ours.load_only:
+            print(f"loaded {ONE}: {setup['one table']}")
+            return 0
         setup["partitioned"] = _partitioned_copy(primary, ours.partitions, ours.maintenance_mem)
     args = bench.parse_args(["--queries", str(ours.queries), "--warmup", "20"])
     queries = bench.build_queries(args, [f"user-{i:04d}" for i in range(args.users)])

@@ -1,6 +1,6 @@
 """PostgreSQL maintenance: rewrite the user-keyed tables in user order (CLUSTER).
 
-A user-filtered search scans that user's rows (an exact vector scan up to NARROW_EXACT_ROWS rows,
+A user-filtered search scans that user's rows (an exact vector scan up to VECTOR_EXACT_ROWS rows,
 and the user's text matches). Rows are written in arrival order, interleaved with every other
 user's, so a user's 2,000 profiles sit on about 2,000 heap pages, one page read per row.
 CLUSTER rewrites the table ordered by its (user_id, ...) index: the same rows then fill a few

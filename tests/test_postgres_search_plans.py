@@ -33,6 +33,13 @@ def _seed(factory: SessionFactory) -> None:
         conn.commit()
 
 
+def _bounds(monkeypatch: pytest.MonkeyPatch, rows: int, vector_rows: int | None = None) -> None:
+    """Users above `rows` get the bounded text candidates, above `vector_rows` (default: the
+    same) the HNSW walk."""
+    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", rows)
+    monkeypatch.setattr(postgres, "VECTOR_EXACT_ROWS", rows if vector_rows is None else vector_rows)
+
+
 def _hnsw_scans(s: Session, factory: SessionFactory) -> int:
     return int(
         s.execute(
@@ -63,7 +70,7 @@ def _search(s: Session, factory: SessionFactory, user: str, mode: str) -> tuple[
 def test_a_user_with_many_rows_walks_hnsw_and_a_small_one_is_scanned_exactly(
     pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
-    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", 30)
+    _bounds(monkeypatch, 30)
     _seed(pg_factory)
     with pg_factory.reader("strong") as s:
         big, big_scans = _search(s, pg_factory, "big", mode)
@@ -81,11 +88,29 @@ def test_a_user_with_many_rows_walks_hnsw_and_a_small_one_is_scanned_exactly(
 def test_at_the_bound_the_exact_path_is_kept(
     pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", BIG)
+    _bounds(monkeypatch, BIG)
     _seed(pg_factory)
     with pg_factory.reader("strong") as s:
         _hits, scans = _search(s, pg_factory, "big", "vector")
     assert scans == 0
+
+
+@pytest.mark.parametrize("vector_rows", [30, BIG])
+def test_the_text_and_vector_bounds_are_separate(
+    pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch, vector_rows: int
+) -> None:
+    """A user above the text bound but within the vector bound is scanned exactly for vectors
+    (no walk) while its text branch ranks the bounded candidates, and the reverse; each gives
+    the same nearest rows as the all-exact search."""
+    _seed(pg_factory)
+    with pg_factory.reader("strong") as s:
+        _bounds(monkeypatch, BIG)
+        exact, exact_scans = _search(s, pg_factory, "big", "hybrid")
+        _bounds(monkeypatch, BIG if vector_rows == 30 else 30, vector_rows)
+        hits, scans = _search(s, pg_factory, "big", "hybrid")
+    assert exact_scans == 0
+    assert scans == (1 if vector_rows == 30 else 0)
+    assert hits == exact
 
 
 def test_searches_are_never_prepared(pg_factory: SessionFactory) -> None:
@@ -215,7 +240,7 @@ def test_a_user_counted_small_is_then_searched_with_the_exact_plan_alone(
     """After one search has counted a user well below the bound, that user's next searches send
     the exact plan alone (no count, no walk in the statement) and return the same hits; a large
     user is counted every time."""
-    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", 30)
+    _bounds(monkeypatch, 30)
     _seed(pg_factory)
     with _Sent(pg_factory.writer_engine.engine) as sent, pg_factory.reader("strong") as s:
         first, _ = _search(s, pg_factory, "small", mode)
@@ -233,7 +258,7 @@ def test_a_user_who_grew_is_scanned_exactly_until_the_size_expires(
 ) -> None:
     """A remembered size can only cost time: rows added meanwhile are found by the exact scan;
     once the size expires, the user is counted again and walked through HNSW."""
-    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", 30)
+    _bounds(monkeypatch, 30)
     _seed(pg_factory)
     with pg_factory.reader("strong") as s:
         _search(s, pg_factory, "small", "vector")  # counted: 12 rows
@@ -262,7 +287,7 @@ def test_remembered_sizes_are_per_organization(
     """The same user id in another organization's schema is counted there, not taken from here."""
     from tests.conftest import make_pg_config
 
-    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", 30)
+    _bounds(monkeypatch, 30)
     _seed(pg_factory)
     with pg_factory.reader("strong") as s:
         _search(s, pg_factory, "small", "vector")  # "small" is small here
@@ -317,7 +342,7 @@ def test_through_store_the_second_search_of_a_user_skips_the_count(
     """Each Store call opens its own session on the replica: the size remembered by the first
     search must be found by the second (SQLAlchemy adds an alias to the schema map at the
     engine's first execution, which made the second key differ)."""
-    monkeypatch.setattr(postgres, "NARROW_EXACT_ROWS", 30)
+    _bounds(monkeypatch, 30)
     _seed(pg_factory)
     pg.wait_for_replica()
     store = Store(pg_factory)

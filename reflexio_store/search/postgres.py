@@ -12,9 +12,13 @@
     SELECT <entity columns>, score, similarity, text_rank FROM fused JOIN <table> ...
 
 A narrowing filter (one user's current rows) is counted first through its btree index, stopping
-at NARROW_EXACT_ROWS + 1 (the `narrow_size` CTE). At most that many rows: they are scanned
-exactly and every text match among them is ranked. More: the HNSW walk and the bounded text
-candidates, as unfiltered. Both plans are in the statement; a one-time filter runs one of them.
+one past the larger bound (the `narrow_size` CTE). At most NARROW_EXACT_ROWS rows: every text
+match among them is ranked, else the bounded text candidates. At most VECTOR_EXACT_ROWS rows:
+their vectors are scanned exactly, else a filtered HNSW walk that fetches NARROWED_WALK_FETCH x
+top_k. The vector bound is higher because a filtered walk loses recall as the user's share of
+the table falls (recall@10 0.78 at 1M profiles of 50 users, walking; README, eighth session),
+while an exact scan costs a few microseconds a row. Both plans of each branch are in the
+statement; one-time filters run one of them.
 The statement is sent unprepared so that PostgreSQL plans it for its own values every time.
 It returns the count too; once a user has been counted at most half the bound, that user's
 searches send the exact plan alone for a while (reflexio_store.search.narrow_sizes): no count,
@@ -78,6 +82,18 @@ TEXT_CANDIDATES = 200
 selective. The benchmark's hybrid recall against ranking every match is in README."""
 MAX_EF_SEARCH = 1000
 NARROW_EXACT_ROWS = 5000
+"""A narrowing filter (one user) selecting at most this many rows has every text match among
+them ranked; more, the bounded text candidates."""
+VECTOR_EXACT_ROWS = 20_000
+"""A narrowing filter selecting at most this many rows has its vectors scanned exactly (recall
+1.0; measured 84 ms p50 for 18,000 rows of a 1M-row table whose heap exceeds shared_buffers);
+more, a filtered HNSW walk (see NARROWED_WALK_FETCH), whose recall@10 at 1M profiles measured
+0.89 (worst query 0.0) fetching 4 x top_k."""
+NARROWED_WALK_FETCH = 4
+"""A walk through one user's rows returns this many times top_k rows, then keeps the nearest.
+pgvector's iterative scan returns rows in relaxed order, so the first top_k it finds are not
+the nearest top_k: at 250k profiles (50 users, walk forced) recall@10 was 0.88-0.93 fetching
+top_k and 0.99 fetching 4 x top_k (README, eighth session)."""
 """A narrowing filter (one user's rows) selecting at most this many rows is searched exactly
 (vectors scanned, every text match ranked); more rows go through the HNSW walk and the
 bounded text candidates, as an unfiltered search does."""
@@ -287,46 +303,70 @@ def _nearest(scored: Any) -> Any:
     ).cte("vector_hits")
 
 
-def _narrow_size(
-    narrow: Sequence[ColumnElement[bool]],
-) -> tuple[ColumnElement[bool], ColumnElement[int]] | None:
-    """(small, rows): whether the narrowing filter selects at most NARROW_EXACT_ROWS rows, and
-    how many it selects up to one past the bound; counted through its index, once per statement
-    (a CTE)."""
+@dataclass(frozen=True)
+class _NarrowSize:
+    """The narrowing filter's size, counted once per statement (the `narrow_size` CTE)."""
+
+    text_small: ColumnElement[bool]  # at most NARROW_EXACT_ROWS rows: rank every text match
+    vector_small: ColumnElement[bool]  # at most VECTOR_EXACT_ROWS rows: scan vectors exactly
+    rows: ColumnElement[int]  # counted up to one past the larger bound
+
+
+def _narrow_size(narrow: Sequence[ColumnElement[bool]]) -> _NarrowSize | None:
+    """How many rows the narrowing filter selects, counted through its index up to one past
+    the larger of the two bounds, and whether each bound holds."""
     if not narrow:
         return None
-    bound = _per_search("narrow_exact_rows", Integer())
-    capped = select(literal(1).label("one")).where(*narrow).limit(bound + 1).subquery("capped")
+    text_bound = _per_search("narrow_exact_rows", Integer())
+    vector_bound = _per_search("vector_exact_rows", Integer())
+    count_cap = _per_search("narrow_count_cap", Integer())
+    capped = select(literal(1).label("one")).where(*narrow).limit(count_cap).subquery("capped")
     count = func.count()
     size = (
-        select((count <= bound).label("small"), count.label("rows"))
+        select(
+            (count <= text_bound).label("text_small"),
+            (count <= vector_bound).label("vector_small"),
+            count.label("rows"),
+        )
         .select_from(capped)
         .cte("narrow_size")
     )
-    return select(size.c.small).scalar_subquery(), select(size.c.rows).scalar_subquery()
+    return _NarrowSize(
+        select(size.c.text_small).scalar_subquery(),
+        select(size.c.vector_small).scalar_subquery(),
+        select(size.c.rows).scalar_subquery(),
+    )
 
 
 def _fused(request: SearchRequest, text: Any, vector: Any) -> Select[Any]:
     """(key, score, similarity, text_rank, order...) of the best top_k, best first."""
     top_k = _per_search("top_k", Integer())
     if vector is None:
-        return select(
-            text.c.key,
-            text.c.text_rank.label("score"),
-            null().label("distance"),
-            text.c.text_rank,
-            text.c.text_pos.label("first"),
-            literal(0).label("second"),
-        ).limit(top_k)
+        return (
+            select(
+                text.c.key,
+                text.c.text_rank.label("score"),
+                null().label("distance"),
+                text.c.text_rank,
+                text.c.text_pos.label("first"),
+                literal(0).label("second"),
+            )
+            .order_by(text.c.text_pos)
+            .limit(top_k)
+        )
     if text is None:
-        return select(
-            vector.c.key,
-            (1.0 - vector.c.distance).label("score"),
-            vector.c.distance,
-            null().label("text_rank"),
-            vector.c.vector_pos.label("first"),
-            literal(0).label("second"),
-        ).limit(top_k)
+        return (
+            select(
+                vector.c.key,
+                (1.0 - vector.c.distance).label("score"),
+                vector.c.distance,
+                null().label("text_rank"),
+                vector.c.vector_pos.label("first"),
+                literal(0).label("second"),
+            )
+            .order_by(vector.c.vector_pos)
+            .limit(top_k)
+        )
     text_missing = select(func.count() + 1).select_from(text).scalar_subquery()
     vector_missing = select(func.count() + 1).select_from(vector).scalar_subquery()
     k = literal(RRF_K)
@@ -389,11 +429,11 @@ def _fetch(request: SearchRequest) -> int:
 
 
 def _walk_limit(request: SearchRequest, narrowed: bool) -> int:
-    """A walk filtered to one user's rows reads about limit / (that user's share of the table)
-    index entries, so a hybrid search's walk through a large user's rows over-fetches 2 x top_k
-    instead of 4 x: half the walk, for a fused top_k that still sees twice as many candidates."""
+    """Rows the HNSW walk returns. A walk filtered to one user's rows reads about limit / (that
+    user's share of the table) index entries and returns them in relaxed order, so it fetches
+    NARROWED_WALK_FETCH x top_k and the nearest of those are kept."""
     limit = _fetch(request)
-    return min(limit, 2 * request.top_k) if narrowed else limit
+    return max(limit, NARROWED_WALK_FETCH * request.top_k) if narrowed else limit
 
 
 def _ef(request: SearchRequest, narrowed: bool) -> str:
@@ -415,7 +455,12 @@ def _values(request: SearchRequest, query: str | None, narrowed: bool) -> dict[s
     if request.mode == "hybrid":
         values.update(text_weight=request.text_weight, vector_weight=request.vector_weight)
     if narrowed:
-        values["narrow_exact_rows"] = NARROW_EXACT_ROWS
+        vector_bound = VECTOR_EXACT_ROWS if request.mode != "text" else 0
+        values.update(
+            narrow_exact_rows=NARROW_EXACT_ROWS,
+            vector_exact_rows=vector_bound,
+            narrow_count_cap=max(NARROW_EXACT_ROWS, vector_bound) + 1,
+        )
     return values
 
 
@@ -536,7 +581,7 @@ def _cached_statement(
         # filters: built for this search alone, values inline.
         return _Found(_statement(spec, request, query, filters, narrow), values, None, False)
     size_key = _size_key(database, spec, lifted, positions) if positions else None
-    exact = size_key is not None and narrow_sizes.known_small(size_key, NARROW_EXACT_ROWS)
+    exact = size_key is not None and narrow_sizes.known_small(size_key, _exact_bound(request))
     text_kind = None if query is None else ("terms" if " " in query else "term")
     shape = (
         spec.model,
@@ -564,6 +609,13 @@ def _cached_statement(
     return _Found(stmt, values, size_key, exact)
 
 
+def _exact_bound(request: SearchRequest) -> int:
+    """The narrowed size below which both of this search's branches are exact."""
+    if request.mode == "text":
+        return NARROW_EXACT_ROWS
+    return min(NARROW_EXACT_ROWS, VECTOR_EXACT_ROWS)
+
+
 def _positions(
     narrow: Sequence[ColumnElement[bool]], filters: Sequence[ColumnElement[bool]]
 ) -> tuple[int, ...] | None:
@@ -587,10 +639,12 @@ def _statement(
     text: Any = None
     vector: Any = None
     size = None if exact else _narrow_size(narrow)
-    small = None if size is None else size[0]
     if query is not None:
-        text = _text_hits(spec, query, filters, fetch, small, exact)
+        text = _text_hits(
+            spec, query, filters, fetch, None if size is None else size.text_small, exact
+        )
     if request.mode in ("vector", "hybrid"):
+        small = None if size is None else size.vector_small
         vector = _vector_hits(spec, request, filters, fetch, small, exact)
     if request.mode == "hybrid" and text is None:
         # Nothing searchable in the text: the vector branch alone, ranked as fused.
@@ -609,7 +663,7 @@ def _statement(
     key = getattr(model, spec.key)
     columns: list[Any] = [model, fused.c.score, fused.c.distance, fused.c.text_rank]
     if size is not None:
-        columns.append(size[1].label("narrow_rows"))  # remembered by `search`
+        columns.append(size.rows.label("narrow_rows"))  # remembered by `search`
     stmt = (
         select(*columns)
         .join(fused, key == fused.c.key)
