@@ -39,6 +39,7 @@ from reflexio_store.migrations import (
 from reflexio_store.outages import translate
 from reflexio_store.sessions import SessionFactory
 from reflexio_store.settings import (
+    DEFAULT_SCHEMA,
     ResolvedStorage,
     StorageConfigPostgres,
     StorageConfigSQLite,
@@ -314,6 +315,33 @@ def _probe(factory: SessionFactory, role: str) -> dict[str, Any]:
     return info
 
 
+def _cluster_advice(factory: SessionFactory, table: Table) -> str | None:
+    """A 'user order' row from the planner's statistics, and advice to cluster the tables whose
+    users' rows are scattered while users hold thousands of them (an exact scan of a user's
+    rows then reads about one heap page a row)."""
+    from reflexio_store.maintenance import ADVISE_BELOW_ORDER, user_order
+
+    storage = factory.storage
+    with factory.writer_engine.connect() as conn:
+        orders = user_order(conn, storage.schema or DEFAULT_SCHEMA)
+    known = [o for o in orders if o.order is not None]
+    if known:
+        table.add_row(
+            "user order",
+            ", ".join(f"{o.table} {o.order:.2f} (largest user ~{o.largest_user:,})" for o in known),
+        )
+    worth = [o.table for o in orders if o.worth_clustering]
+    if not worth:
+        return None
+    flag = f" --schema {storage.schema}" if storage.schema else ""
+    return (
+        f"{', '.join(worth)}: rows are in arrival order while a user holds thousands of them, so "
+        "a user-filtered search reads about one heap page a row. Run `reflexio-store "
+        f"cluster{flag} --only-below {ADVISE_BELOW_ORDER}` in a quiet hour (it locks each table "
+        'while it rewrites it; see "Clustering by user" in README.md)'
+    )
+
+
 def _replica_line(replica: dict[str, Any]) -> str:
     if not replica.get("reachable", True):
         return f"[yellow]unreachable: {replica.get('reason')}[/] (reads use the primary)"
@@ -335,6 +363,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         table.add_row("ignored", f"[yellow]{escape(', '.join(ignored))}[/] (PostgreSQL only)")
     head = head_revision()
     problems: list[str] = []
+    advice: str | None = None
     failure: str | None = None
     try:
         load_retention_settings()
@@ -370,6 +399,8 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
                 check_embedding_dimensions(storage, factory.writer_engine)
             except ConfigurationError as exc:
                 problems.append(str(exc).rstrip("."))
+            if storage.backend == "postgresql":
+                advice = _cluster_advice(factory, table)
         elif writer["foreign"]:
             table.add_row("schema revision", f"[red]{revision}[/]")
             problems.append(foreign_database_advice(_where(storage), writer["foreign"]))
@@ -398,6 +429,8 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     finally:
         factory.dispose()
     console.print(table)
+    if advice is not None:
+        console.print(f"[yellow]Advice:[/] {escape(advice)}.", soft_wrap=True)
     if failure is not None:
         _error_line(failure)
         return EXIT_ERROR

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -126,6 +127,69 @@ def _analyze(conn: Connection, qualified: str) -> tuple[int, int]:
         {"name": qualified},
     ).one()
     return max(int(rows), 0), int(pages)
+
+
+ADVISE_BELOW_ORDER = 0.5
+"""`reflexio-store check` advises clustering a table whose user order is below this ..."""
+ADVISE_FROM_ROWS = 2_000
+"""... and whose largest user holds at least this many rows (estimated from the statistics):
+at 100k profiles, users of 2,000 rows searched 1.6x faster after clustering, and the exact scan
+of 18,000 rows at 1M 2.7x (README)."""
+
+
+@dataclass(frozen=True)
+class UserOrder:
+    """What the planner's statistics (the last ANALYZE, autovacuum's included) say about one
+    table's user order: read without touching the table."""
+
+    table: str
+    order: float | None
+    """|correlation| of user_id with the physical row order (1.0 right after CLUSTER), None
+    without statistics."""
+    largest_user: int
+    """Estimated rows of the user with the most (0 without statistics)."""
+
+    @property
+    def worth_clustering(self) -> bool:
+        return (
+            self.order is not None
+            and self.order < ADVISE_BELOW_ORDER
+            and self.largest_user >= ADVISE_FROM_ROWS
+        )
+
+
+def user_order(conn: Connection, schema: str) -> list[UserOrder]:
+    """The user order of each table of USER_ORDER_INDEXES in `schema`, from pg_stats and
+    pg_class only (no ANALYZE, no scan), in one statement."""
+    rows = conn.execute(
+        text(
+            "SELECT c.relname, s.correlation, c.reltuples, s.n_distinct, "
+            "CAST(s.most_common_freqs AS text) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
+            "AND s.attname = 'user_id' "
+            "WHERE n.nspname = :schema AND c.relname = ANY(:tables) AND c.relkind = 'r'"
+        ),
+        {"schema": schema, "tables": list(USER_ORDER_INDEXES)},
+    ).all()
+    found = {row[0]: row for row in rows}
+    return [_user_order_of(name, found.get(name)) for name in USER_ORDER_INDEXES if name in found]
+
+
+def _user_order_of(table: str, row: Any) -> UserOrder:
+    _name, correlation, reltuples, n_distinct, freqs = row
+    total = max(float(reltuples or 0), 0.0)
+    if correlation is None or total == 0:
+        return UserOrder(table, None, 0)
+    # The most common user's share, or else the average user's (n_distinct < 0: a fraction of
+    # the rows; > 0: a count).
+    shares = [float(f) for f in str(freqs).strip("{}").split(",") if f] if freqs else []
+    average = 0.0
+    if n_distinct:
+        distinct = -float(n_distinct) * total if n_distinct < 0 else float(n_distinct)
+        average = total / max(distinct, 1.0)
+    largest = max(max(shares, default=0.0) * total, average)
+    return UserOrder(table, abs(float(correlation)), round(largest))
 
 
 def cluster_by_user(

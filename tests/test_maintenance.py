@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from reflexio_store import SessionFactory
+from reflexio_store import SessionFactory, maintenance
 from reflexio_store.cli import main
 from reflexio_store.errors import ConfigurationError, DatabaseBusyError, ValidationError
 from reflexio_store.maintenance import cluster_by_user
@@ -234,3 +234,53 @@ def test_only_below_rewrites_only_the_tables_that_lost_their_user_order(
     assert _relfilenode(pg, pg_schema, "profiles") == ordered
     with pytest.raises(ValidationError, match="only_below"):
         cluster_by_user(storage, only_below=1.5)
+
+
+def _on_profiles(pg: PgEndpoints, schema: str, sql: str) -> None:
+    engine = create_engine(pg.primary_url, poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.execute(text(sql.format(table=f'"{schema}".profiles')))
+    engine.dispose()
+
+
+def test_check_advises_clustering_only_while_users_rows_are_scattered(
+    pg: PgEndpoints,
+    pg_schema: str,
+    pg_factory: SessionFactory,
+    storage: ResolvedStorage,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`check` reads the planner's statistics (no ANALYZE of its own): scattered users of at
+    least ADVISE_FROM_ROWS rows get advice naming the command, which does not change the exit
+    code; after clustering the advice is gone."""
+    monkeypatch.setattr(maintenance, "ADVISE_FROM_ROWS", PER_USER // 2)
+    monkeypatch.setenv("COLUMNS", "200")
+    argv = ["check", "--url", pg.primary_url, "--schema", pg_schema]
+    # Statistics only when this test says so (autovacuum would analyze the table at its pace).
+    _on_profiles(pg, pg_schema, "ALTER TABLE {table} SET (autovacuum_enabled = false)")
+    _fill(Store(pg_factory))
+    assert main(argv) == 0
+    assert "Advice" not in capsys.readouterr().out  # no statistics yet: nothing is guessed
+
+    _on_profiles(pg, pg_schema, "ANALYZE {table}")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"largest user ~{PER_USER}" in out
+    assert "Advice:" in out and "profiles: rows are in arrival order" in out
+    assert f"reflexio-store cluster --schema {pg_schema} --only-below 0.5" in out
+
+    cluster_by_user(storage, ["profiles"])  # analyzes the rewritten table too
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "profiles 1.00" in out and "Advice" not in out
+    monkeypatch.setattr(maintenance, "ADVISE_FROM_ROWS", PER_USER * 2)
+    assert {o.table: o.worth_clustering for o in _orders(pg, pg_schema)}["profiles"] is False
+
+
+def _orders(pg: PgEndpoints, schema: str) -> list[maintenance.UserOrder]:
+    engine = create_engine(pg.primary_url, poolclass=NullPool)
+    with engine.connect() as conn:
+        found = maintenance.user_order(conn, schema)
+    engine.dispose()
+    return found
