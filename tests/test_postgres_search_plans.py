@@ -253,6 +253,23 @@ def test_a_user_counted_small_is_then_searched_with_the_exact_plan_alone(
             assert sent.counted() and big_scans >= 1
 
 
+def test_a_remembered_size_is_judged_by_the_bounds_of_the_searchs_branches(
+    pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user within half the vector bound but above the text bound: vector searches send the
+    exact plan alone once counted, hybrid searches (whose text branch is bounded) keep counting."""
+    _bounds(monkeypatch, 30, 2 * BIG)
+    _seed(pg_factory)
+    with _Sent(pg_factory.writer_engine.engine) as sent, pg_factory.reader("strong") as s:
+        first, _ = _search(s, pg_factory, "big", "vector")
+        assert sent.counted()
+        again, scans = _search(s, pg_factory, "big", "vector")
+        assert not sent.counted() and scans == 0 and again == first
+        for _ in range(2):
+            _search(s, pg_factory, "big", "hybrid")
+            assert sent.counted()
+
+
 def test_a_user_who_grew_is_scanned_exactly_until_the_size_expires(
     pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

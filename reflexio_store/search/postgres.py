@@ -610,9 +610,11 @@ def _cached_statement(
 
 
 def _exact_bound(request: SearchRequest) -> int:
-    """The narrowed size below which both of this search's branches are exact."""
+    """The narrowed size up to which every branch of this search's mode is exact."""
     if request.mode == "text":
         return NARROW_EXACT_ROWS
+    if request.mode == "vector":
+        return VECTOR_EXACT_ROWS
     return min(NARROW_EXACT_ROWS, VECTOR_EXACT_ROWS)
 
 
