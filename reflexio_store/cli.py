@@ -333,11 +333,12 @@ def _cluster_advice(factory: SessionFactory, table: Table) -> str | None:
     worth = [o.table for o in orders if o.worth_clustering]
     if not worth:
         return None
-    flag = f" --schema {storage.schema}" if storage.schema else ""
+    flags = f" --schema {storage.schema}" if storage.schema else ""
+    flags += "".join(f" --table {name}" for name in worth)
     return (
         f"{', '.join(worth)}: rows are in arrival order while a user holds thousands of them, so "
         "a user-filtered search reads about one heap page a row. Run `reflexio-store "
-        f"cluster{flag} --only-below {ADVISE_BELOW_ORDER}` in a quiet hour (it locks each table "
+        f"cluster{flags} --only-below {ADVISE_BELOW_ORDER}` in a quiet hour (it locks each table "
         'while it rewrites it; see "Clustering by user" in README.md)'
     )
 

@@ -95,22 +95,54 @@ def test_at_the_bound_the_exact_path_is_kept(
     assert scans == 0
 
 
+def _hybrid(s: Session, factory: SessionFactory, user: str) -> tuple[int, int]:
+    """(hits that carry a text rank, HNSW scans) of a hybrid search of `user`'s rows."""
+    s.execute(text("SET LOCAL enable_sort = off"))
+    before = _hnsw_scans(s, factory)
+    # Fused by text alone (vector_weight 0), so the top 5 are text hits while there are 5; the
+    # vector branch still runs (its HNSW scans are counted).
+    hits = ops.search_profiles(
+        s,
+        "coffee",
+        embedding=near(dims(factory), 1.0, 0),
+        user_id=user,
+        top_k=5,
+        threshold=0.0,
+        vector_weight=0.0,
+    )
+    assert len(hits) == 5 and all(h.item.user_id == user for h in hits)
+    return sum(h.text_rank is not None for h in hits), _hnsw_scans(s, factory) - before
+
+
 @pytest.mark.parametrize("vector_rows", [30, BIG])
 def test_the_text_and_vector_bounds_are_separate(
     pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch, vector_rows: int
 ) -> None:
-    """A user above the text bound but within the vector bound is scanned exactly for vectors
-    (no walk) while its text branch ranks the bounded candidates, and the reverse; each gives
-    the same nearest rows as the all-exact search."""
+    """Each branch follows its own bound: a user above the text bound gets the bounded text
+    candidates (here one row) whatever the vector bound says, and the reverse. Every one of the
+    big user's rows matches the text, so an exact text branch ranks all five hits."""
+    monkeypatch.setattr(postgres, "TEXT_CANDIDATES", 1)
+    _seed(pg_factory)
+    text_rows = BIG if vector_rows == 30 else 30
+    _bounds(monkeypatch, text_rows, vector_rows)
+    with pg_factory.reader("strong") as s:
+        ranked, scans = _hybrid(s, pg_factory, "big")
+    assert scans == (1 if vector_rows == 30 else 0)  # the vector bound alone decides the walk
+    assert ranked == (5 if text_rows == BIG else 1)  # the text bound alone decides the ranking
+
+
+def test_a_text_search_does_not_make_a_large_user_look_small_to_vector_searches(
+    pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text search counts only up to its own (lower) bound; what it learns is "more than
+    that", never a size that passes under the vector bound."""
+    _bounds(monkeypatch, 10, 40)  # big: 60 rows, above both
     _seed(pg_factory)
     with pg_factory.reader("strong") as s:
-        _bounds(monkeypatch, BIG)
-        exact, exact_scans = _search(s, pg_factory, "big", "hybrid")
-        _bounds(monkeypatch, BIG if vector_rows == 30 else 30, vector_rows)
-        hits, scans = _search(s, pg_factory, "big", "hybrid")
-    assert exact_scans == 0
-    assert scans == (1 if vector_rows == 30 else 0)
-    assert hits == exact
+        hits = ops.search_profiles(s, "coffee", mode="text", user_id="big", top_k=5)
+        assert len(hits) == 5
+        _hits, scans = _search(s, pg_factory, "big", "vector")
+    assert scans >= 1, "60 rows > 40: walked through HNSW, not remembered as small"
 
 
 def test_searches_are_never_prepared(pg_factory: SessionFactory) -> None:

@@ -22,6 +22,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable
 
+MORE_THAN_ANY_BOUND = 2**62
+"""Remembered for a filter whose count stopped at its cap: larger than any bound."""
 KNOWN_FOR_SECONDS = 30.0
 """How long a counted size is trusted."""
 MAX_KNOWN = 10_000

@@ -12,13 +12,14 @@
     SELECT <entity columns>, score, similarity, text_rank FROM fused JOIN <table> ...
 
 A narrowing filter (one user's current rows) is counted first through its btree index, stopping
-one past the larger bound (the `narrow_size` CTE). At most NARROW_EXACT_ROWS rows: every text
-match among them is ranked, else the bounded text candidates. At most VECTOR_EXACT_ROWS rows:
-their vectors are scanned exactly, else a filtered HNSW walk that fetches NARROWED_WALK_FETCH x
-top_k. The vector bound is higher because a filtered walk loses recall as the user's share of
-the table falls (recall@10 0.78 at 1M profiles of 50 users, walking; README, eighth session),
-while an exact scan costs a few microseconds a row. Both plans of each branch are in the
-statement; one-time filters run one of them.
+one past the largest bound the search's branches use (the `narrow_size` CTE). At most
+NARROW_EXACT_ROWS rows: every text match among them is ranked, else the bounded text candidates.
+At most VECTOR_EXACT_ROWS rows: their vectors are scanned exactly, else a filtered HNSW walk that
+fetches NARROWED_WALK_FETCH x top_k. The vector bound is higher because a filtered walk loses
+recall as the user's share of the table falls (recall@10 at 1M profiles of 50 users: 0.78
+fetching top_k, 0.885 fetching 4 x top_k; README, eighth session), while an exact scan costs a
+few microseconds a row. Both plans of each branch are in the statement; one-time filters run
+one of them.
 The statement is sent unprepared so that PostgreSQL plans it for its own values every time.
 It returns the count too; once a user has been counted at most half the bound, that user's
 searches send the exact plan alone for a while (reflexio_store.search.narrow_sizes): no count,
@@ -94,9 +95,6 @@ NARROWED_WALK_FETCH = 4
 pgvector's iterative scan returns rows in relaxed order, so the first top_k it finds are not
 the nearest top_k: at 250k profiles (50 users, walk forced) recall@10 was 0.88-0.93 fetching
 top_k and 0.99 fetching 4 x top_k (README, eighth session)."""
-"""A narrowing filter (one user's rows) selecting at most this many rows is searched exactly
-(vectors scanned, every text match ranked); more rows go through the HNSW walk and the
-bounded text candidates, as an unfiltered search does."""
 MAX_SIZE_KEY_VALUES = 16
 MAX_SIZE_KEY_CHARS = 4096
 """A narrowing filter with more values (or longer ones) is counted every time, not remembered."""
@@ -412,7 +410,12 @@ def search(
     with _planned_with_its_values(session):
         rows = session.execute(found.statement, found.values).all()
     if found.size_key is not None and not found.exact and rows:
-        narrow_sizes.remember(found.size_key, int(rows[0][4]))
+        counted = int(rows[0][4])
+        if counted >= found.values["narrow_count_cap"]:
+            # The count stopped at this search's cap (a text search's is the lower bound): only
+            # "more than that" is known, which must not pass for small under a higher bound.
+            counted = narrow_sizes.MORE_THAN_ANY_BOUND
+        narrow_sizes.remember(found.size_key, counted)
     return [
         SearchHit(
             item=row[0],
