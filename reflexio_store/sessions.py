@@ -197,6 +197,8 @@ class SessionFactory:
             "embedding_dimensions": storage.embedding_dimensions,
             "backend": storage.backend,
         }
+        if storage.vector_exact_rows is not None:
+            self.session_info["vector_exact_rows"] = storage.vector_exact_rows
 
     @classmethod
     def from_config(

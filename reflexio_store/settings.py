@@ -40,6 +40,8 @@ MAX_INT32 = 2**31 - 1
 """PostgreSQL's integer settings (statement_timeout in ms) and our millisecond bounds."""
 DEFAULT_EMBEDDING_DIMENSIONS = 512
 DEFAULT_SQLITE_MAX_OPEN_DATABASES = 16
+DEFAULT_VECTOR_EXACT_ROWS = 20_000
+"""PostgreSQL: users with at most this many rows get an exact vector scan (search.postgres)."""
 
 
 def _masked_repr_args(model: BaseModel) -> list[tuple[str, Any]]:
@@ -194,6 +196,12 @@ class StorageSettings(BaseSettings):
         le=MAX_INT32,
         validation_alias=_env("REFLEXIO_POSTGRES_STATEMENT_TIMEOUT_MS"),
     )
+    vector_exact_rows: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_INT32,
+        validation_alias=_env("REFLEXIO_POSTGRES_VECTOR_EXACT_ROWS"),
+    )
     auto_migrate: bool | None = Field(default=None, validation_alias=_env("REFLEXIO_AUTO_MIGRATE"))
     postgres_pooler: Literal["none", "pgbouncer"] = Field(
         default="none", validation_alias=_env("REFLEXIO_POSTGRES_POOLER")
@@ -305,6 +313,9 @@ class ResolvedStorage:
     replica_urls: tuple[DatabaseURL, ...] = ()
     """Every reader URL (reader_url is the first); reads are spread over them."""
     read_max_lag_ms: int | None = None
+    vector_exact_rows: int | None = None
+    """PostgreSQL: a user with at most this many rows has their vectors scanned exactly (None:
+    DEFAULT_VECTOR_EXACT_ROWS)."""
 
     @property
     def backend(self) -> str:
@@ -325,6 +336,11 @@ class ResolvedStorage:
             "read_pool_acquire_timeout": self.reader_pool.acquire_timeout,
             "pooler": self.pooler or "none",
             "statement_timeout_ms": self.statement_timeout_ms,
+            "vector_exact_rows": (
+                DEFAULT_VECTOR_EXACT_ROWS
+                if self.vector_exact_rows is None
+                else self.vector_exact_rows
+            ),
             "auto_migrate": self.auto_migrate,
             "embedding_dimensions": self.embedding_dimensions,
             "self_host": f"yes, login {self.self_host.username}" if self.self_host else "no",
@@ -341,6 +357,7 @@ _POSTGRES_ONLY_SETTINGS = (
     "read_pool_acquire_timeout",
     "pooler",
     "statement_timeout_ms",
+    "vector_exact_rows",
 )
 _POSTGRES_ONLY_VARIABLES = tuple(f"REFLEXIO_POSTGRES_{k.upper()}" for k in _POSTGRES_ONLY_SETTINGS)
 
@@ -598,6 +615,7 @@ def resolve_storage(
         writer_pool=writer_pool,
         reader_pool=reader_pool,
         statement_timeout_ms=env.statement_timeout_ms,
+        vector_exact_rows=env.vector_exact_rows,
         # PostgreSQL schemas are migrated deliberately (reflexio-store migrate) unless asked.
         auto_migrate=False if env.auto_migrate is None else env.auto_migrate,
         embedding_dimensions=env.embedding_dimensions,

@@ -10,10 +10,13 @@ from sqlalchemy import event, insert, text
 from sqlalchemy.orm import Session
 
 from reflexio_store import SessionFactory
+from reflexio_store.errors import ConfigurationError
 from reflexio_store.models import Profile
 from reflexio_store.search import postgres
+from reflexio_store.settings import StorageSettings, resolve_storage
 from reflexio_store.store import Store
 from reflexio_store.store import search as ops
+from tests.conftest import PgEndpoints, make_pg_config
 from tests.test_search import dims, near, profile_row
 
 BIG, SMALL = 60, 12
@@ -400,3 +403,28 @@ def test_through_store_the_second_search_of_a_user_skips_the_count(
         for expect_count in (True, False, False):
             store.search_profiles("coffee", embedding=near(d, 1.0, 0), user_id="small")
             assert sent.counted() is expect_count
+
+
+def test_the_vector_bound_is_a_setting(
+    pg: PgEndpoints, pg_schema: str, pg_factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REFLEXIO_POSTGRES_VECTOR_EXACT_ROWS moves the bound for the factories built with it; a
+    bad value is refused by name."""
+    _seed(pg_factory)
+    monkeypatch.setenv("REFLEXIO_POSTGRES_VECTOR_EXACT_ROWS", "30")
+    storage = resolve_storage(make_pg_config(pg, pg_schema), StorageSettings())
+    assert storage.describe()["vector_exact_rows"] == 30
+    factory = SessionFactory(storage)
+    try:
+        with factory.reader("strong") as s:
+            walked, scans = _search(s, factory, "big", "vector")
+        assert scans >= 1, "60 rows > 30: walked through HNSW"
+    finally:
+        factory.dispose()
+    with pg_factory.reader("strong") as s:  # built without it: the default bound
+        exact, scans = _search(s, pg_factory, "big", "vector")
+    assert scans == 0 and exact == walked
+    assert pg_factory.storage.describe()["vector_exact_rows"] == postgres.VECTOR_EXACT_ROWS
+    monkeypatch.setenv("REFLEXIO_POSTGRES_VECTOR_EXACT_ROWS", "-1")
+    with pytest.raises(ConfigurationError, match="REFLEXIO_POSTGRES_VECTOR_EXACT_ROWS"):
+        resolve_storage(make_pg_config(pg, pg_schema))

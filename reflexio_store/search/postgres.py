@@ -77,6 +77,7 @@ from reflexio_store.search.fts_query import postgres_query
 from reflexio_store.search.fusion import RRF_K
 from reflexio_store.search.request import EntitySpec, SearchHit, SearchRequest
 from reflexio_store.search.sql import all_terms_tsquery, cosine_distance, portable_tsquery
+from reflexio_store.settings import DEFAULT_VECTOR_EXACT_ROWS
 
 TEXT_CANDIDATES = 200
 """Rows ranked by the text branch, per kind (every term / any term), when the filters are not
@@ -85,11 +86,12 @@ MAX_EF_SEARCH = 1000
 NARROW_EXACT_ROWS = 5000
 """A narrowing filter (one user) selecting at most this many rows has every text match among
 them ranked; more, the bounded text candidates."""
-VECTOR_EXACT_ROWS = 20_000
+VECTOR_EXACT_ROWS = DEFAULT_VECTOR_EXACT_ROWS
 """A narrowing filter selecting at most this many rows has its vectors scanned exactly (recall
 1.0; measured 84 ms p50 for 18,000 rows of a 1M-row table whose heap exceeds shared_buffers);
 more, a filtered HNSW walk (see NARROWED_WALK_FETCH), whose recall@10 at 1M profiles measured
-0.89 (worst query 0.0) fetching 4 x top_k."""
+0.89 (worst query 0.0) fetching 4 x top_k. REFLEXIO_POSTGRES_VECTOR_EXACT_ROWS sets it per
+session factory (session.info["vector_exact_rows"])."""
 NARROWED_WALK_FETCH = 4
 """A walk through one user's rows returns this many times top_k rows, then keeps the nearest.
 pgvector's iterative scan returns rows in relaxed order, so the first top_k it finds are not
@@ -406,7 +408,10 @@ def search(
             return []
     if request.mode in ("vector", "hybrid"):
         _binary_vectors(session)
-    found = _cached_statement(spec, request, query, filters, narrow, _database_of(session))
+    vector_bound = int(session.info.get("vector_exact_rows", VECTOR_EXACT_ROWS))
+    found = _cached_statement(
+        spec, request, query, filters, narrow, _database_of(session), vector_bound
+    )
     with _planned_with_its_values(session):
         rows = session.execute(found.statement, found.values).all()
     if found.size_key is not None and not found.exact and rows:
@@ -444,7 +449,9 @@ def _ef(request: SearchRequest, narrowed: bool) -> str:
     return str(max(request.ef_search, min(_walk_limit(request, narrowed), MAX_EF_SEARCH)))
 
 
-def _values(request: SearchRequest, query: str | None, narrowed: bool) -> dict[str, Any]:
+def _values(
+    request: SearchRequest, query: str | None, narrowed: bool, vector_bound: int
+) -> dict[str, Any]:
     """The statement's named parameters that change from search to search."""
     values: dict[str, Any] = {"top_k": request.top_k}
     if query is not None:
@@ -458,7 +465,7 @@ def _values(request: SearchRequest, query: str | None, narrowed: bool) -> dict[s
     if request.mode == "hybrid":
         values.update(text_weight=request.text_weight, vector_weight=request.vector_weight)
     if narrowed:
-        vector_bound = VECTOR_EXACT_ROWS if request.mode != "text" else 0
+        vector_bound = vector_bound if request.mode != "text" else 0
         values.update(
             narrow_exact_rows=NARROW_EXACT_ROWS,
             vector_exact_rows=vector_bound,
@@ -570,13 +577,14 @@ def _cached_statement(
     filters: Sequence[ColumnElement[bool]],
     narrow: Sequence[ColumnElement[bool]],
     database: Hashable = None,
+    vector_bound: int = VECTOR_EXACT_ROWS,
 ) -> _Found:
     """The statement for this search's shape (built once) and the values to run it with.
 
     The narrowing conditions are some of `filters` themselves (the same objects), so they are
     lifted once, as filters, and the shape records which of them narrow. When narrow_sizes
     knows the narrowed rows to be few, the shape is the exact plan alone."""
-    values = _values(request, query, bool(narrow))
+    values = _values(request, query, bool(narrow), vector_bound)
     lifted = _Lifted(filters, "filter")
     positions = _positions(narrow, filters)
     if lifted.key is None or positions is None:
@@ -584,7 +592,9 @@ def _cached_statement(
         # filters: built for this search alone, values inline.
         return _Found(_statement(spec, request, query, filters, narrow), values, None, False)
     size_key = _size_key(database, spec, lifted, positions) if positions else None
-    exact = size_key is not None and narrow_sizes.known_small(size_key, _exact_bound(request))
+    exact = size_key is not None and narrow_sizes.known_small(
+        size_key, _exact_bound(request, vector_bound)
+    )
     text_kind = None if query is None else ("terms" if " " in query else "term")
     shape = (
         spec.model,
@@ -612,13 +622,13 @@ def _cached_statement(
     return _Found(stmt, values, size_key, exact)
 
 
-def _exact_bound(request: SearchRequest) -> int:
+def _exact_bound(request: SearchRequest, vector_bound: int) -> int:
     """The narrowed size up to which every branch of this search's mode is exact."""
     if request.mode == "text":
         return NARROW_EXACT_ROWS
     if request.mode == "vector":
-        return VECTOR_EXACT_ROWS
-    return min(NARROW_EXACT_ROWS, VECTOR_EXACT_ROWS)
+        return vector_bound
+    return min(NARROW_EXACT_ROWS, vector_bound)
 
 
 def _positions(
