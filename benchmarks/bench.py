@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import os
@@ -494,25 +493,24 @@ def pg_filtered_recall(
     found = []
     bound = pg_search.VECTOR_EXACT_ROWS
     pg_search.VECTOR_EXACT_ROWS = 0 if walk else bound
-    with (
-        contextlib.ExitStack() as restore,
-        psycopg.connect(**_psycopg_kwargs(primary), autocommit=True) as conn,
-    ):
-        restore.callback(setattr, pg_search, "VECTOR_EXACT_ROWS", bound)
-        register_vector(conn)
-        for q in queries:
-            rows = conn.execute(
-                f'SELECT profile_id FROM "{schema}".profiles WHERE user_id = %s '
-                "AND status = 'current' AND embedding IS NOT NULL "
-                "ORDER BY (embedding OPERATOR(public.<=>) %s) + 0 LIMIT 10",
-                (q.user, np.asarray(q.vector, dtype=np.float32)),
-            ).fetchall()
-            exact = {r[0] for r in rows}
-            hits = store.search_profiles(
-                embedding=q.vector, user_id=q.user, mode="vector", threshold=-1.0
-            )
-            got = {h.item.profile_id for h in hits}
-            found.append(len(got & exact) / max(1, len(exact)))
+    try:
+        with psycopg.connect(**_psycopg_kwargs(primary), autocommit=True) as conn:
+            register_vector(conn)
+            for q in queries:
+                rows = conn.execute(
+                    f'SELECT profile_id FROM "{schema}".profiles WHERE user_id = %s '
+                    "AND status = 'current' AND embedding IS NOT NULL "
+                    "ORDER BY (embedding OPERATOR(public.<=>) %s) + 0 LIMIT 10",
+                    (q.user, np.asarray(q.vector, dtype=np.float32)),
+                ).fetchall()
+                exact = {r[0] for r in rows}
+                hits = store.search_profiles(
+                    embedding=q.vector, user_id=q.user, mode="vector", threshold=-1.0
+                )
+                got = {h.item.profile_id for h in hits}
+                found.append(len(got & exact) / max(1, len(exact)))
+    finally:
+        pg_search.VECTOR_EXACT_ROWS = bound
     return float(np.mean(found)), float(np.min(found))
 
 

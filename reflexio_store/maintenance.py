@@ -163,8 +163,7 @@ def user_order(conn: Connection, schema: str) -> list[UserOrder]:
     pg_class only (no ANALYZE, no scan), in one statement."""
     rows = conn.execute(
         text(
-            "SELECT c.relname, s.correlation, c.reltuples, s.n_distinct, "
-            "CAST(s.most_common_freqs AS text) "
+            "SELECT c.relname, s.correlation, c.reltuples, s.n_distinct, s.most_common_freqs "
             "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname "
             "AND s.attname = 'user_id' "
@@ -183,7 +182,7 @@ def _user_order_of(table: str, row: Any) -> UserOrder:
         return UserOrder(table, None, 0)
     # The most common user's share, or else the average user's (n_distinct < 0: a fraction of
     # the rows; > 0: a count).
-    shares = [float(f) for f in str(freqs).strip("{}").split(",") if f] if freqs else []
+    shares = [float(f) for f in freqs or ()]
     average = 0.0
     if n_distinct:
         distinct = -float(n_distinct) * total if n_distinct < 0 else float(n_distinct)

@@ -8,6 +8,7 @@ import pty
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
@@ -87,12 +88,17 @@ def test_sqlite_embedding_size_mismatch_is_refused(tmp_path: object) -> None:
     with first.writer() as session:
         session.add(Profile(profile_id="p", user_id="u", content="c", embedding=[0.5] * 512))
     first.dispose()
-    second = SessionFactory.from_config(
-        config, settings=StorageSettings(REFLEXIO_EMBEDDING_DIMENSIONS=8)
+    _refused_with_dimensions(config, 8, "REFLEXIO_EMBEDDING_DIMENSIONS is 8")
+
+
+def _refused_with_dimensions(config: Any, dimensions: int, message: str) -> None:
+    """A factory for `config` with another embedding size refuses the database at first use."""
+    factory = SessionFactory.from_config(
+        config, settings=StorageSettings(REFLEXIO_EMBEDDING_DIMENSIONS=dimensions)
     )
-    with pytest.raises(ConfigurationError, match="REFLEXIO_EMBEDDING_DIMENSIONS is 8"):
-        second.ensure_schema()
-    second.dispose()
+    with pytest.raises(ConfigurationError, match=message):
+        factory.ensure_schema()
+    factory.dispose()
 
 
 def test_sqlite_embedding_size_is_read_from_any_table_and_check_reports_it(
@@ -108,12 +114,7 @@ def test_sqlite_embedding_size_is_read_from_any_table_and_check_reports_it(
     first = SessionFactory.from_config(config, settings=StorageSettings())
     Store(first).add_request("u", [{"content": "hello", "embedding": [0.5] * 512}])
     first.dispose()
-    second = SessionFactory.from_config(
-        config, settings=StorageSettings(REFLEXIO_EMBEDDING_DIMENSIONS=768)
-    )
-    with pytest.raises(ConfigurationError, match="holds 512-dimensional embeddings"):
-        second.ensure_schema()
-    second.dispose()
+    _refused_with_dimensions(config, 768, "holds 512-dimensional embeddings")
     monkeypatch.setenv("REFLEXIO_EMBEDDING_DIMENSIONS", "768")
     monkeypatch.setenv("COLUMNS", "400")
     assert main(["check", "--url", url]) == 1

@@ -365,7 +365,7 @@ def test_remembered_sizes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(narrow_sizes, "MAX_KNOWN", 3)
     monkeypatch.setattr(narrow_sizes, "_known", type(narrow_sizes._known)())
     for user in range(5):
-        narrow_sizes.remember(("db", user), 10)
+        narrow_sizes.remember(("db", user), 10, 31)
     assert len(narrow_sizes._known) == 3
     assert not narrow_sizes.known_small(("db", 0), 30)  # the oldest were dropped
     assert narrow_sizes.known_small(("db", 4), 30)
@@ -380,9 +380,9 @@ def test_expired_sizes_are_dropped_when_the_next_is_remembered(
     monkeypatch.setattr(narrow_sizes, "_known", type(narrow_sizes._known)())
     now = [1000.0]
     monkeypatch.setattr(narrow_sizes, "_clock", lambda: now[0])
-    narrow_sizes.remember(("db", "old"), 10)
+    narrow_sizes.remember(("db", "old"), 10, 31)
     now[0] += narrow_sizes.KNOWN_FOR_SECONDS + 1
-    narrow_sizes.remember(("db", "new"), 10)
+    narrow_sizes.remember(("db", "new"), 10, 31)
     assert len(narrow_sizes._known) == 1
     assert narrow_sizes.known_small(("db", "new"), 30)
     assert not narrow_sizes.known_small(("db", "old"), 30)

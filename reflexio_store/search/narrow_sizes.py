@@ -22,8 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable
 
-MORE_THAN_ANY_BOUND = 2**62
-"""Remembered for a filter whose count stopped at its cap: larger than any bound."""
+_MORE_THAN_ANY_BOUND = 2**62
 KNOWN_FOR_SECONDS = 30.0
 """How long a counted size is trusted."""
 MAX_KNOWN = 10_000
@@ -34,8 +33,12 @@ _known: OrderedDict[int, tuple[int, float]] = OrderedDict()
 _lock = threading.Lock()
 
 
-def remember(key: Hashable, rows: int) -> None:
-    """The narrowing filter of `key` selected `rows` rows (counted up to the bound + 1)."""
+def remember(key: Hashable, rows: int, cap: int) -> None:
+    """The narrowing filter of `key` selected `rows` rows, counted up to `cap`. A count that
+    reached its cap says only "at least cap", and a search's cap follows its own branches (a
+    text search counts less far than a vector search), so it is kept as larger than any bound."""
+    if rows >= cap:
+        rows = _MORE_THAN_ANY_BOUND
     now = _clock()
     with _lock:
         _known[hash(key)] = (rows, now)

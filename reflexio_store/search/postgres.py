@@ -415,12 +415,7 @@ def search(
     with _planned_with_its_values(session):
         rows = session.execute(found.statement, found.values).all()
     if found.size_key is not None and not found.exact and rows:
-        counted = int(rows[0][4])
-        if counted >= found.values["narrow_count_cap"]:
-            # The count stopped at this search's cap (a text search's is the lower bound): only
-            # "more than that" is known, which must not pass for small under a higher bound.
-            counted = narrow_sizes.MORE_THAN_ANY_BOUND
-        narrow_sizes.remember(found.size_key, counted)
+        narrow_sizes.remember(found.size_key, int(rows[0][4]), found.values["narrow_count_cap"])
     return [
         SearchHit(
             item=row[0],
@@ -465,11 +460,10 @@ def _values(
     if request.mode == "hybrid":
         values.update(text_weight=request.text_weight, vector_weight=request.vector_weight)
     if narrowed:
-        vector_bound = vector_bound if request.mode != "text" else 0
         values.update(
             narrow_exact_rows=NARROW_EXACT_ROWS,
             vector_exact_rows=vector_bound,
-            narrow_count_cap=max(NARROW_EXACT_ROWS, vector_bound) + 1,
+            narrow_count_cap=max(_branch_bounds(request, vector_bound)) + 1,
         )
     return values
 
@@ -576,8 +570,8 @@ def _cached_statement(
     query: str | None,
     filters: Sequence[ColumnElement[bool]],
     narrow: Sequence[ColumnElement[bool]],
-    database: Hashable = None,
-    vector_bound: int = VECTOR_EXACT_ROWS,
+    database: Hashable,
+    vector_bound: int,
 ) -> _Found:
     """The statement for this search's shape (built once) and the values to run it with.
 
@@ -593,7 +587,7 @@ def _cached_statement(
         return _Found(_statement(spec, request, query, filters, narrow), values, None, False)
     size_key = _size_key(database, spec, lifted, positions) if positions else None
     exact = size_key is not None and narrow_sizes.known_small(
-        size_key, _exact_bound(request, vector_bound)
+        size_key, min(_branch_bounds(request, vector_bound))
     )
     text_kind = None if query is None else ("terms" if " " in query else "term")
     shape = (
@@ -622,13 +616,15 @@ def _cached_statement(
     return _Found(stmt, values, size_key, exact)
 
 
-def _exact_bound(request: SearchRequest, vector_bound: int) -> int:
-    """The narrowed size up to which every branch of this search's mode is exact."""
-    if request.mode == "text":
-        return NARROW_EXACT_ROWS
-    if request.mode == "vector":
-        return vector_bound
-    return min(NARROW_EXACT_ROWS, vector_bound)
+def _branch_bounds(request: SearchRequest, vector_bound: int) -> list[int]:
+    """The narrowed-size bounds of the branches this search runs: the count stops one past
+    the largest, and every branch is exact up to the smallest."""
+    bounds = []
+    if request.mode != "vector":
+        bounds.append(NARROW_EXACT_ROWS)
+    if request.mode != "text":
+        bounds.append(vector_bound)
+    return bounds
 
 
 def _positions(
