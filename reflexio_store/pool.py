@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry, QueuePool
+from sqlalchemy.pool import (
+    AsyncAdaptedQueuePool,
+    ConnectionPoolEntry,
+    PoolProxiedConnection,
+    QueuePool,
+)
+from sqlalchemy.util import queue as sqla_queue
 
 from reflexio_store.errors import PoolTimeoutError
 
@@ -27,12 +34,39 @@ class _TimeoutTranslation:
         )
 
 
+class _NoIdleConnection(Exception):
+    pass
+
+
+_taking_idle = threading.local()
+
+
 class BoundedQueuePool(_TimeoutTranslation, QueuePool):
+    inline_writes = 0
+    """Writes AsyncStore ran on an event loop's thread since the last passive checkpoint
+    (reflexio_store.inline_sqlite)."""
+
     def _do_get(self) -> ConnectionPoolEntry:
+        if getattr(_taking_idle, "active", False):
+            try:
+                return self._pool.get(False)
+            except sqla_queue.Empty:
+                raise _NoIdleConnection from None
         try:
             return super()._do_get()
         except sa_exc.TimeoutError as exc:
             raise self._translate(exc, self.size(), self._timeout) from None
+
+    def idle_connection(self) -> PoolProxiedConnection | None:
+        """A connection that sits idle in the pool, or None where taking one would wait for
+        another caller to give one back or open a new connection."""
+        _taking_idle.active = True
+        try:
+            return self.connect()
+        except _NoIdleConnection:
+            return None
+        finally:
+            _taking_idle.active = False
 
 
 class BoundedAsyncQueuePool(_TimeoutTranslation, AsyncAdaptedQueuePool):

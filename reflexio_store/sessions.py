@@ -151,7 +151,7 @@ def _sqlite_engine(url: DatabaseURL, pool: PoolSettings, flavor: Flavor) -> Any:
     return engine
 
 
-def _observed(engine: Engine) -> bool:
+def observed(engine: Engine) -> bool:
     """Someone watches this engine's statements (echo, or cursor-execute or error listeners
     such as tracing instrumentation): single statements then take the Core path, which they
     see."""
@@ -288,12 +288,17 @@ class SessionFactory:
             return shared.execution_options()
         return shared.execution_options(schema_translate_map={None: s.schema})
 
-    def _touch(self) -> None:
+    def touch(self) -> None:
         """SQLite: this file was just used (the registry closes the least recently used)."""
         if self._sqlite_key is not None:
             registry.touch_sqlite(self._sqlite_key)
 
     # -- schema readiness ----------------------------------------------------------------------
+
+    @property
+    def schema_checked(self) -> bool:
+        """This factory has migrated or verified its schema (`ensure_schema` has run)."""
+        return self._schema_checked
 
     def ensure_schema(self) -> None:
         """Once per factory: migrate (if auto-migrate) or verify the schema is at head."""
@@ -548,7 +553,7 @@ class SessionFactory:
         PRAGMA on taking one, another when the pool takes it back). Store's read operations,
         which only read, go without: their reads cost no extra statement."""
         self.ensure_schema()
-        self._touch()
+        self.touch()
         autocommit = autocommit and self._autocommit_operations
         session = (
             self._open_on_replica(autocommit)
@@ -586,7 +591,7 @@ class SessionFactory:
     def writer(self) -> Iterator[Session]:
         """A read-write session on the primary: commits on success, rolls back on error."""
         self.ensure_schema()
-        self._touch()
+        self.touch()
         url = self.storage.writer_url
         try:
             session: Session = self._open(self._maker("writer"), url)
@@ -662,7 +667,7 @@ class SessionFactory:
         """A Core connection on the primary inside one transaction (committed on success when
         `write`, else rolled back): the cheapest path for single-statement operations."""
         self.ensure_schema()
-        self._touch()
+        self.touch()
         url = self.storage.writer_url
         engine = self.writer_engine
         if write:
@@ -684,7 +689,7 @@ class SessionFactory:
         transaction (one round trip on PostgreSQL; on SQLite a write takes the write lock itself,
         waiting on busy_timeout). See reflexio_store.one_statement."""
         engine = self.writer_engine
-        if _observed(engine):
+        if observed(engine):
             with self.writer_connection(write=False) as conn:
                 if self.backend == "postgresql":
                     conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -693,7 +698,7 @@ class SessionFactory:
                 yield CoreStatement(conn)
             return
         self.ensure_schema()
-        self._touch()
+        self.touch()
         url = self.storage.writer_url
         try:
             fairy = open_with_retry(lambda: checkout(engine), url)

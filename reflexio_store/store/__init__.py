@@ -3,9 +3,12 @@ organization's SessionFactory. Operations are declared once in the mixins below.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from reflexio_store.inline_sqlite import NOT_RUN, checkpoint, checkpoint_due, run_inline
 from reflexio_store.reads import run_read
 from reflexio_store.sessions import Consistency, SessionFactory, get_session_factory
 from reflexio_store.settings import StorageConfig
@@ -26,6 +29,8 @@ from reflexio_store.store.user_playbooks import UserPlaybookOperations
 from reflexio_store.store.workflow import WorkflowOperations
 from reflexio_store.validation import choice
 from reflexio_store.worker_threads import run_in_worker
+
+log = logging.getLogger(__name__)
 
 
 class _Operations(
@@ -112,17 +117,53 @@ class AsyncStore(_StoreBase, _Operations):
     and the same bounded sync pools as `Store`: one thread hop per operation instead of one per
     statement (aiosqlite) or a greenlet switch per statement (SQLAlchemy's asyncio layer), and
     never more connections than the pool sizes.
+
+    On SQLite, workflow `save_state` and `load_state` (one statement each) run on the event
+    loop's own thread when they cannot wait: an idle pooled connection, busy_timeout 0, and a
+    worker thread after all if the file is locked (reflexio_store.inline_sqlite). The hop costs
+    several times the statement. Each such call still gives the loop a turn before it returns.
+    `inline_sqlite=False` sends every call to a worker thread.
+
     Cancelling the awaiting task does not interrupt a running operation: it commits or rolls
     back on its thread as it would have, and the result is dropped.
     """
 
+    def __init__(
+        self, factory: SessionFactory | None = None, *, inline_sqlite: bool = True
+    ) -> None:
+        super().__init__(factory)
+        self.inline_sqlite = inline_sqlite
+
     def _bind(self, op: Operation[Any, Any]) -> Callable[..., Any]:
         factory = self.factory
+        inline = self.inline_sqlite and op.connection
 
         async def call(*args: Any, **kwargs: Any) -> Any:
+            if inline:
+                result = run_inline(factory, op, args, kwargs)
+                if result is not NOT_RUN:
+                    await _after_inline(factory)
+                    return result
             return await run_in_worker(run_operation, factory, op, args, kwargs)
 
         call.__name__ = op.name
         call.__doc__ = op.fn.__doc__
         call.__signature__ = op.signature  # type: ignore[attr-defined]
         return call
+
+
+async def _after_inline(factory: SessionFactory) -> None:
+    """What an inline call owes the loop and the file: a turn for the loop's other tasks (a
+    coroutine awaiting inline calls in a loop would otherwise never let them run), and every
+    CHECKPOINT_EVERY writes a passive WAL checkpoint on a worker thread."""
+    if checkpoint_due(factory):
+        try:
+            await run_in_worker(checkpoint, factory.writer_engine)
+        except Exception as exc:  # the write is committed; the next checkpoint catches up
+            log.warning(
+                "A passive WAL checkpoint after inline writes failed (%s); SQLite's "
+                "autocheckpoint on the next pooled write, or the next one here, catches up.",
+                type(exc).__name__,
+            )
+        return
+    await asyncio.sleep(0)
