@@ -78,23 +78,30 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def state_from_row(row: Sequence[Any], dialect: str) -> dict[str, Any]:
-    (run_id, pipeline_id, pipeline_name, pipeline_version, status, step, total, context, meta,
-     created, updated) = row  # fmt: skip
-    to_datetime = _utc if dialect == "postgresql" else _sqlite_datetime
+def _state(
+    row: Sequence[Any], context: Any, meta: Any, created: Any, updated: Any
+) -> dict[str, Any]:
+    """The state dict of `row` with its decoded JSON and datetimes."""
     return {
-        "run_id": run_id,
-        "pipeline_id": pipeline_id,
-        "pipeline_name": pipeline_name,
-        "pipeline_version": pipeline_version,
-        "status": status,
-        "current_step_index": step,
-        "total_steps": total,
-        "pipeline_context": _json_object(context),
-        "metadata": _json_object(meta),
-        "created_at": to_datetime(created),
-        "updated_at": to_datetime(updated),
+        "run_id": row[0],
+        "pipeline_id": row[1],
+        "pipeline_name": row[2],
+        "pipeline_version": row[3],
+        "status": row[4],
+        "current_step_index": row[5],
+        "total_steps": row[6],
+        "pipeline_context": context,
+        "metadata": meta,
+        "created_at": created,
+        "updated_at": updated,
     }
+
+
+def state_from_row(row: Sequence[Any], dialect: str) -> dict[str, Any]:
+    to_datetime = _utc if dialect == "postgresql" else _sqlite_datetime
+    return _state(
+        row, _json_object(row[7]), _json_object(row[8]), to_datetime(row[9]), to_datetime(row[10])
+    )
 
 
 def states_from_rows(rows: Sequence[Sequence[Any]], dialect: str) -> list[dict[str, Any]]:
@@ -108,8 +115,7 @@ def states_from_rows(rows: Sequence[Sequence[Any]], dialect: str) -> list[dict[s
     states: list[dict[str, Any]] = []
     append = states.append
     for row in rows:
-        (run_id, pipeline_id, pipeline_name, pipeline_version, status, step, total, context,
-         meta, created, updated) = row  # fmt: skip
+        context, meta, created, updated = row[7], row[8], row[9], row[10]
         try:
             parsed_context, context_end = scan(context, 0)
             parsed_meta, meta_end = scan(meta, 0)
@@ -130,19 +136,5 @@ def states_from_rows(rows: Sequence[Sequence[Any]], dialect: str) -> list[dict[s
         ):
             append(state_from_row(row, dialect))
             continue
-        append(
-            {
-                "run_id": run_id,
-                "pipeline_id": pipeline_id,
-                "pipeline_name": pipeline_name,
-                "pipeline_version": pipeline_version,
-                "status": status,
-                "current_step_index": step,
-                "total_steps": total,
-                "pipeline_context": parsed_context,
-                "metadata": parsed_meta,
-                "created_at": created,
-                "updated_at": updated,
-            }
-        )
+        append(_state(row, parsed_context, parsed_meta, created, updated))
     return states
