@@ -146,6 +146,20 @@ class EngineRegistry:
                 del self._open_sqlite[candidate]
                 excess -= 1
 
+    def mark_sqlite_used(self, key: EngineKey) -> bool:
+        """`touch_sqlite` that never waits and never closes a file: True if `key` is among
+        the open files and is now the most recently used; False when the registry's lock is
+        taken or the file was closed (a full `touch_sqlite` must then run, off the loop)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if key not in self._open_sqlite:
+                return False
+            self._open_sqlite.move_to_end(key)
+            return True
+        finally:
+            self._lock.release()
+
     def open_sqlite_count(self) -> int:
         with self._lock:
             return len(self._open_sqlite)

@@ -178,6 +178,10 @@ def create_sqlite_engine(url: DatabaseURL, pool: PoolSettings) -> Engine:
         poolclass=labelled_pool_class(BoundedQueuePool, "writer"),
         max_overflow=0,
         pool_timeout=pool.acquire_timeout,
+        # The most recently returned connection is taken first: warm connections stay in use,
+        # and one AsyncStore found not ready for inline use (reflexio_store.inline_sqlite) is
+        # the next a worker takes and reopens.
+        pool_use_lifo=True,
         connect_args={"check_same_thread": False, "timeout": pool.acquire_timeout},
     )
     if memory:

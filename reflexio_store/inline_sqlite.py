@@ -4,10 +4,14 @@ A pooled SQLite `load_state` is about 20 us of work; handing it to a worker thre
 costs 85-125 us on a virtual machine (two thread wake-ups, measured with no database at all), so
 no amount of work on the hop brings AsyncStore within 1.5x of Store. Where a statement cannot
 wait, waiting on a thread buys nothing: workflow `save_state` and `load_state` (one statement
-each, `Operation.connection`) run inline on SQLite, and only when all of this holds:
+each, `Operation.connection`) run inline on an SQLite file, and only when all of this holds:
 
-- the factory has checked its schema (the first call, which may migrate, takes a worker);
-- the pool has an idle connection: the pool is never waited on and no file is opened here;
+- the factory has checked its schema and holds its engine (the first call, which may migrate
+  or build the engine, takes a worker);
+- the pool has an idle connection ready as it is: the pool is never waited on, and no
+  connection is opened or reopened here (an invalidated or recycled one goes to a worker);
+- the file's place in the registry of open files can be marked without waiting for its lock
+  or closing another file (registry.mark_sqlite_used);
 - no one watches the engine (echo, tracing listeners), which keeps the Core path;
 - the statement runs with busy_timeout 0. If another connection holds the write lock it fails
   at once with SQLITE_BUSY, having changed nothing (a statement in autocommit is its own
@@ -16,15 +20,20 @@ each, `Operation.connection`) run inline on SQLite, and only when all of this ho
 - an inline write runs with the WAL autocheckpoint off: the commit that crosses 1,000 WAL pages
   would copy them into the database file and sync it on the loop (1-4 ms measured). Instead,
   every CHECKPOINT_EVERY inline writes, the write that reached the count runs a passive
-  checkpoint on a worker thread before it returns.
+  checkpoint on a worker thread before it returns;
+- the operation's last inline call on this database did not hold the loop longer than
+  SLOW_SECONDS (a state of megabytes); after one that did, the next BACK_OFF_CALLS go to workers.
 
-What is left on the loop is the statement's own work: a page read or a WAL append, never a
-wait for another connection. Errors are those of the worker route (the same translation of a
-driver error); a validation error is raised before any statement, as on every route.
+What is left on the loop is the statement's own work on one state, never a wait for another
+connection or the pool. The connection goes back to the pool with its own busy_timeout and
+autocheckpoint, or is invalidated if they might not have been restored (an interrupt). Errors
+are those of the worker route (the same translation of a driver error); a validation error is
+raised before any statement, as on every route.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.exc import DBAPIError
@@ -50,6 +59,12 @@ autocheckpoint runs at 1,000)."""
 AUTOCHECKPOINT_PAGES = 1000
 """SQLite's default wal_autocheckpoint, which the engines leave as it is."""
 
+SLOW_SECONDS = 0.002
+"""An inline call that held the loop longer than this (a state of megabytes: encoding, pages)
+sends the next BACK_OFF_CALLS calls of that operation on that database to worker threads."""
+
+BACK_OFF_CALLS = 100
+
 _BUSY_TIMEOUT_INFO = "reflexio_store.busy_timeout_ms"
 
 
@@ -60,20 +75,31 @@ def run_inline(
     the module docstring). A call answered NOT_RUN changed nothing."""
     if not op.connection or factory.backend != "sqlite" or not factory.schema_checked:
         return NOT_RUN
-    engine = factory.writer_engine
+    engine = factory.leased_writer_engine()
+    if engine is None or factory.storage.writer_url.is_memory:
+        return NOT_RUN  # an in-memory database is one connection: nothing to gain, all to lose
     pool = engine.pool
     if not isinstance(pool, BoundedQueuePool) or observed(engine):
         return NOT_RUN
+    left = pool.inline_backoff.get(op.name, 0)
+    if left:
+        pool.inline_backoff[op.name] = left - 1
+        return NOT_RUN
     try:
         fairy = pool.idle_connection()
-    except Exception:  # e.g. a recycled connection failed to reopen: the worker's retry decides
+    except Exception:  # the worker's route decides (retries, translation)
         return NOT_RUN
     if fairy is None:
         return NOT_RUN
     writes = op.route == "write"
+    started = time.perf_counter()
     try:
-        factory.touch()
-        if not _stop_waiting(fairy, writes):
+        if not factory.touch_without_waiting():
+            return NOT_RUN
+        try:
+            _stop_waiting(fairy, writes)
+        except Exception as exc:
+            fairy.invalidate(exc)
             return NOT_RUN
         try:
             result = op.fn(
@@ -84,10 +110,12 @@ def run_inline(
                 return NOT_RUN
             raise_translated(exc, factory.storage.writer_url)
             raise
-        finally:
-            _wait_again(fairy, writes)
     finally:
+        # Whatever happened, the connection goes back waiting as the pool's users expect.
+        _wait_again(fairy, writes)
         fairy.close()
+    if time.perf_counter() - started > SLOW_SECONDS:
+        pool.inline_backoff[op.name] = BACK_OFF_CALLS
     if writes:
         pool.inline_writes += 1
     return result
@@ -116,34 +144,34 @@ def checkpoint(engine: Engine) -> None:
         fairy.close()
 
 
-def _stop_waiting(fairy: PoolProxiedConnection, writes: bool) -> bool:
-    """busy_timeout 0 (and for a write, no autocheckpoint) on the connection; False, with the
-    connection invalidated, if the driver refused."""
+def _stop_waiting(fairy: PoolProxiedConnection, writes: bool) -> None:
+    """busy_timeout 0 and, for a write, no autocheckpoint on the connection."""
     raw: Any = fairy.dbapi_connection
-    try:
-        if _BUSY_TIMEOUT_INFO not in fairy.info:
-            fairy.info[_BUSY_TIMEOUT_INFO] = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
-        raw.execute("PRAGMA busy_timeout = 0")
-        if writes:
-            raw.execute("PRAGMA wal_autocheckpoint = 0")
-    except Exception as exc:
-        fairy.invalidate(exc)
-        return False
-    return True
+    if _BUSY_TIMEOUT_INFO not in fairy.info:
+        fairy.info[_BUSY_TIMEOUT_INFO] = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+    raw.execute("PRAGMA busy_timeout = 0")
+    if writes:
+        raw.execute("PRAGMA wal_autocheckpoint = 0")
 
 
 def _wait_again(fairy: PoolProxiedConnection, writes: bool) -> None:
-    """The connection's own settings again before it goes back to the pool; a connection whose
-    settings cannot be restored is invalidated (closed, never handed out again)."""
+    """The connection's own settings again before it goes back to the pool. A connection whose
+    settings may not have been restored, whatever the reason (a driver error, an interrupt), is
+    invalidated: closed, never handed out again."""
     if not fairy.is_valid:
         return
     raw: Any = fairy.dbapi_connection
     try:
-        raw.execute(f"PRAGMA busy_timeout = {int(fairy.info[_BUSY_TIMEOUT_INFO])}")
+        busy_ms = fairy.info.get(_BUSY_TIMEOUT_INFO)
+        if busy_ms is None:  # never read: the connection was not changed either
+            return
+        raw.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
         if writes:
             raw.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
-    except Exception as exc:
-        fairy.invalidate(exc)
+    except BaseException as exc:
+        fairy.invalidate(exc if isinstance(exc, Exception) else None)
+        if not isinstance(exc, Exception):
+            raise
 
 
 __all__ = ["CHECKPOINT_EVERY", "NOT_RUN", "checkpoint", "checkpoint_due", "run_inline"]

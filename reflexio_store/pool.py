@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -42,24 +43,38 @@ _taking_idle = threading.local()
 
 
 class BoundedQueuePool(_TimeoutTranslation, QueuePool):
-    inline_writes = 0
-    """Writes AsyncStore ran on an event loop's thread since the last passive checkpoint
-    (reflexio_store.inline_sqlite)."""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # What AsyncStore's inline calls keep per database (reflexio_store.inline_sqlite):
+        # writes since the last passive checkpoint, and per operation the calls left to send
+        # to a worker after an inline call that held the loop too long.
+        self.inline_writes = 0
+        self.inline_backoff: dict[str, int] = {}
 
     def _do_get(self) -> ConnectionPoolEntry:
         if getattr(_taking_idle, "active", False):
             try:
-                return self._pool.get(False)
+                record = self._pool.get(False)
             except sqla_queue.Empty:
                 raise _NoIdleConnection from None
+            if not self._ready(record):
+                self._pool.put(record, False)
+                raise _NoIdleConnection
+            return record
         try:
             return super()._do_get()
         except sa_exc.TimeoutError as exc:
             raise self._translate(exc, self.size(), self._timeout) from None
 
+    def _ready(self, record: Any) -> bool:
+        """The record's connection would be handed out as it is: open, not invalidated, not
+        due for recycling (each of which makes checkout open a new connection)."""
+        recycle = self._recycle > -1 and time.time() - record.starttime > self._recycle
+        return not (recycle or record._is_hard_or_soft_invalidated())
+
     def idle_connection(self) -> PoolProxiedConnection | None:
-        """A connection that sits idle in the pool, or None where taking one would wait for
-        another caller to give one back or open a new connection."""
+        """A connection that sits idle in the pool, ready as it is, or None where taking one
+        would wait for another caller to give one back or open a connection."""
         _taking_idle.active = True
         try:
             return self.connect()

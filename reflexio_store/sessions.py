@@ -293,6 +293,17 @@ class SessionFactory:
         if self._sqlite_key is not None:
             registry.touch_sqlite(self._sqlite_key)
 
+    def touch_without_waiting(self) -> bool:
+        """`touch` for an event loop's thread: marks the file as just used only if that needs
+        neither waiting for the registry's lock nor closing another file; False otherwise."""
+        key = self._sqlite_key
+        return key is not None and registry.mark_sqlite_used(key)
+
+    def leased_writer_engine(self) -> Engine | None:
+        """The sync writer engine if this factory holds it already; None rather than building
+        or leasing one (which takes locks and may create a folder)."""
+        return self._engines.get(("writer", "sync"))
+
     # -- schema readiness ----------------------------------------------------------------------
 
     @property

@@ -8,16 +8,17 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import event
 
-from reflexio_store import SessionFactory, StorageConfigSQLite
+from reflexio_store import SessionFactory, StorageConfigSQLite, inline_sqlite
+from reflexio_store.engine_registry import registry
 from reflexio_store.engines import sqlite_module
-from reflexio_store.inline_sqlite import CHECKPOINT_EVERY
+from reflexio_store.inline_sqlite import AUTOCHECKPOINT_PAGES, BACK_OFF_CALLS, CHECKPOINT_EVERY
 from reflexio_store.settings import StorageSettings
 from reflexio_store.store import AsyncStore, Store
 
@@ -26,6 +27,13 @@ WAIT = 20.0
 """Busy and pool timeout of these tests: a call that waited on the loop would hold it this long."""
 PROMPT = 5.0
 """How soon the loop must run the next task: well below WAIT, well above a slow machine's turn."""
+
+
+@pytest.fixture(autouse=True)
+def _no_back_off_from_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy machine can pause any call past inline_sqlite.SLOW_SECONDS; only the test of the
+    back-off itself keeps the real bound."""
+    monkeypatch.setattr(inline_sqlite, "SLOW_SECONDS", 60.0)
 
 
 @pytest.fixture
@@ -188,13 +196,18 @@ async def test_awaiting_inline_calls_in_a_loop_lets_other_tasks_run(
             await asyncio.sleep(0)
 
     task = asyncio.create_task(ticker())
-    for step in range(200):
+    await asyncio.sleep(0)  # the ticker's first turn
+    stalled = []
+    for step in range(CHECKPOINT_EVERY // 2):  # below the count: no checkpoint's await helps
+        before = ticks
         await store.save_state("r", _state(step))
-        assert await store.load_state("r") is not None
-    during = ticks
+        after_save = ticks
+        await store.load_state("r")
+        if not before < after_save < ticks:
+            stalled.append(step)
     stop.set()
     await task
-    assert during >= 200  # at least one turn of the other task per call
+    assert stalled == []  # the other task ran during every single call
 
 
 async def test_inline_writes_keep_the_wal_bounded(factory: SessionFactory, path: Path) -> None:
@@ -213,3 +226,167 @@ async def test_inline_writes_keep_the_wal_bounded(factory: SessionFactory, path:
     late = await write(2 * CHECKPOINT_EVERY, 10 * CHECKPOINT_EVERY)
     assert late <= early * 1.5, (early, late)
     assert len(Store(factory).list_runs(consistency="strong")) == 12 * CHECKPOINT_EVERY + 1
+
+
+def _pooled_settings(factory: SessionFactory) -> list[tuple[int, int]]:
+    """(busy_timeout, wal_autocheckpoint) of every connection in the pool, all held at once."""
+    pool = factory.writer_engine.pool
+    held = [pool.connect() for _ in range(POOL)]
+    try:
+        return [
+            (
+                conn.dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0],  # type: ignore[union-attr]
+                conn.dbapi_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0],  # type: ignore[union-attr]
+            )
+            for conn in held
+        ]
+    finally:
+        for conn in held:
+            conn.close()
+
+
+async def test_an_inline_commit_never_copies_the_wal_into_the_file(
+    factory: SessionFactory, path: Path
+) -> None:
+    """SQLite's autocheckpoint would copy a WAL of 1,000 pages or more into the database file
+    at the next commit. An inline commit must leave that to a worker: the file keeps its size
+    until the checkpoint after CHECKPOINT_EVERY writes. Afterwards every pooled connection has
+    its own settings again."""
+    store = AsyncStore(factory)
+    await store.save_state("warm", _state())  # schema checked; WAL mode on
+    await store.save_state("warm", _state(1))  # inline from here on
+    other = sqlite_module().connect(str(path), isolation_level=None)
+    other.execute("PRAGMA wal_autocheckpoint = 0")
+    other.execute("CREATE TABLE filler (x BLOB)")
+    other.executemany("INSERT INTO filler VALUES (?)", [(b"f" * 3000,) for _ in range(1500)])
+    other.close()
+    size = os.path.getsize(path)
+    for step in range(CHECKPOINT_EVERY - 2):  # the count so far: 1 inline write
+        await store.save_state("r", _state(step))
+    assert os.path.getsize(path) == size  # nothing copied on the loop
+    await store.save_state("r", _state(CHECKPOINT_EVERY))  # the 100th: its checkpoint runs
+    assert os.path.getsize(path) > size + 1500 * 3000
+    busy_ms = int(WAIT * 1000)
+    assert _pooled_settings(factory) == [(busy_ms, AUTOCHECKPOINT_PAGES)] * POOL
+
+
+async def test_an_invalidated_connection_is_reopened_on_a_worker_not_on_the_loop(
+    factory: SessionFactory,
+) -> None:
+    store = AsyncStore(factory)
+    await store.save_state("r", _state(2))
+    pool = factory.writer_engine.pool
+    held = [pool.connect() for _ in range(POOL)]
+    held[1].close()
+    # Closed and returned to the pool last, so the next checkout takes its record, for which
+    # checkout would open a new connection.
+    held[0].invalidate()
+    opened: list[int] = []
+    event.listen(pool, "connect", lambda *_: opened.append(threading.get_ident()))
+    seen = _CheckoutThreads(factory)
+    for _ in range(3):
+        loaded = await store.load_state("r")
+        assert loaded is not None and loaded["current_step_index"] == 2
+    loop_thread = threading.get_ident()
+    assert len(opened) == 1 and opened[0] != loop_thread  # reopened once, by a worker
+    assert seen.threads[0] == opened[0]
+    assert seen.threads[1:] == [loop_thread, loop_thread]  # inline again afterwards
+
+
+async def test_an_inline_call_never_closes_other_files_on_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one open file allowed, using a second file closes the first (the registry's least
+    recently used); that close (a checkpoint of its WAL) must happen on a worker thread."""
+    monkeypatch.setattr(registry, "max_open_sqlite", registry.max_open_sqlite)  # restored after
+    settings = StorageSettings(pool_size=POOL, sqlite_max_open_databases=1)
+
+    def make(name: str) -> SessionFactory:
+        config = StorageConfigSQLite(db_url=f"sqlite:///{tmp_path / name}")
+        return SessionFactory.from_config(config, settings=settings)
+
+    first, second = make("a.db"), make("b.db")
+    try:
+        await AsyncStore(second).save_state("b", _state())
+        held = second.writer_engine.pool.connect()  # in use: the next use of a cannot close b
+        Store(first).save_state("a", _state())
+        held.close()  # b idle again, both files open, one allowed
+        closed: list[int] = []
+        event.listen(
+            first.writer_engine.pool, "close", lambda *_: closed.append(threading.get_ident())
+        )
+        loaded = await AsyncStore(second).load_state("b")
+        assert loaded is not None
+        assert closed == []  # the inline call left the file open beyond the bound
+        # A full touch on another thread (Store's route) closes a: the bound holds again.
+        await asyncio.to_thread(Store(second).load_state, "b")
+        assert closed and threading.get_ident() not in closed
+    finally:
+        first.dispose()
+        second.dispose()
+
+
+async def test_a_slow_inline_call_sends_the_next_calls_to_workers(
+    factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inline_sqlite, "SLOW_SECONDS", 0.002)
+    store = AsyncStore(factory)
+    await store.save_state("r", _state())
+    seen = _CheckoutThreads(factory)
+    big = {"notes": "x" * 3_000_000}  # encoding and writing it takes far longer than 2 ms
+    await store.save_state("r", _state(1, pipeline_context=big))
+    for step in range(BACK_OFF_CALLS):
+        await store.save_state("r", _state(step))
+    loaded = await store.load_state("r")  # another operation keeps its own record
+    loop_thread = threading.get_ident()
+    assert seen.threads[0] == loop_thread  # the slow call itself ran inline
+    assert loop_thread not in seen.threads[1 : 1 + BACK_OFF_CALLS]
+    assert seen.threads[1 + BACK_OFF_CALLS] == loop_thread  # load_state
+    assert loaded is not None and loaded["current_step_index"] == BACK_OFF_CALLS - 1
+    seen.threads.clear()
+    await store.save_state("r", _state())
+    assert seen.threads == [loop_thread]  # the back-off is over
+
+
+async def test_an_in_memory_database_is_never_used_inline() -> None:
+    factory = SessionFactory.from_config(
+        StorageConfigSQLite(db_url="sqlite:///:memory:"), settings=StorageSettings()
+    )
+    try:
+        store = AsyncStore(factory)
+        await store.save_state("r", _state(4))
+        seen = _CheckoutThreads(factory)
+        loaded = await store.load_state("r")
+        assert loaded is not None and loaded["current_step_index"] == 4
+        assert seen.threads and threading.get_ident() not in seen.threads
+    finally:
+        factory.dispose()
+
+
+class _Interrupt(BaseException):
+    """Not an Exception, like KeyboardInterrupt (which would stop the test run itself)."""
+
+
+class _ExplodingState(Mapping[str, Any]):
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise _Interrupt
+
+    def __len__(self) -> int:
+        return 1
+
+
+async def test_an_interrupted_inline_call_gives_the_connection_back_as_it_found_it(
+    factory: SessionFactory,
+) -> None:
+    store = AsyncStore(factory)
+    await store.save_state("r", _state())
+    seen = _CheckoutThreads(factory)
+    with pytest.raises(_Interrupt):
+        await store.save_state("r", _ExplodingState())
+    assert seen.threads == [threading.get_ident()]  # it was interrupted inline
+    assert _pooled_settings(factory) == [(int(WAIT * 1000), AUTOCHECKPOINT_PAGES)] * POOL
+    saved = await store.load_state("r")
+    assert saved is not None and saved["current_step_index"] == 0
