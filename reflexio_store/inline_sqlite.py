@@ -21,8 +21,9 @@ each, `Operation.connection`) run inline on an SQLite file, and only when all of
   would copy them into the database file and sync it on the loop (1-4 ms measured). Instead,
   every CHECKPOINT_EVERY inline writes, the write that reached the count runs a passive
   checkpoint on a worker thread before it returns;
-- the operation's last inline call on this database did not hold the loop longer than
-  SLOW_SECONDS (a state of megabytes); after one that did, the next BACK_OFF_CALLS go to workers.
+- the operation's last inline call on this database did not use more than SLOW_SECONDS of the
+  loop thread's CPU time (a state of megabytes); after one that did, the next BACK_OFF_CALLS go
+  to workers.
 
 What is left on the loop is the statement's own work on one state, never a wait for another
 connection or the pool. The connection goes back to the pool with its own busy_timeout and
@@ -60,8 +61,9 @@ AUTOCHECKPOINT_PAGES = 1000
 """SQLite's default wal_autocheckpoint, which the engines leave as it is."""
 
 SLOW_SECONDS = 0.002
-"""An inline call that held the loop longer than this (a state of megabytes: encoding, pages)
-sends the next BACK_OFF_CALLS calls of that operation on that database to worker threads."""
+"""An inline call that used more of the loop thread's CPU time than this (a state of megabytes:
+encoding, pages), whatever its outcome, sends the next BACK_OFF_CALLS calls of that operation on
+that database to worker threads."""
 
 BACK_OFF_CALLS = 100
 
@@ -85,6 +87,9 @@ def run_inline(
     if left:
         pool.inline_backoff[op.name] = left - 1
         return NOT_RUN
+    # The loop thread's own CPU time: waiting for the GIL, which any thread would, is not
+    # counted against inline calls.
+    started = time.thread_time()
     try:
         fairy = pool.idle_connection()
     except Exception:  # the worker's route decides (retries, translation)
@@ -92,10 +97,11 @@ def run_inline(
     if fairy is None:
         return NOT_RUN
     writes = op.route == "write"
-    started = time.perf_counter()
+    changed = False
     try:
         if not factory.touch_without_waiting():
             return NOT_RUN
+        changed = True
         try:
             _stop_waiting(fairy, writes)
         except Exception as exc:
@@ -112,10 +118,11 @@ def run_inline(
             raise
     finally:
         # Whatever happened, the connection goes back waiting as the pool's users expect.
-        _wait_again(fairy, writes)
+        if changed:
+            _wait_again(fairy, writes)
         fairy.close()
-    if time.perf_counter() - started > SLOW_SECONDS:
-        pool.inline_backoff[op.name] = BACK_OFF_CALLS
+        if time.thread_time() - started > SLOW_SECONDS:
+            pool.inline_backoff[op.name] = BACK_OFF_CALLS
     if writes:
         pool.inline_writes += 1
     return result
@@ -163,7 +170,7 @@ def _wait_again(fairy: PoolProxiedConnection, writes: bool) -> None:
     raw: Any = fairy.dbapi_connection
     try:
         busy_ms = fairy.info.get(_BUSY_TIMEOUT_INFO)
-        if busy_ms is None:  # never read: the connection was not changed either
+        if busy_ms is None:  # stopped before reading it, so before changing anything
             return
         raw.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
         if writes:

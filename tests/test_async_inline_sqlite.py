@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from reflexio_store import SessionFactory, StorageConfigSQLite, inline_sqlite
+from reflexio_store import SessionFactory, StorageConfigSQLite, inline_sqlite, sessions
 from reflexio_store.engine_registry import registry
 from reflexio_store.engines import sqlite_module
 from reflexio_store.inline_sqlite import AUTOCHECKPOINT_PAGES, BACK_OFF_CALLS, CHECKPOINT_EVERY
@@ -270,17 +270,19 @@ async def test_an_inline_commit_never_copies_the_wal_into_the_file(
     assert _pooled_settings(factory) == [(busy_ms, AUTOCHECKPOINT_PAGES)] * POOL
 
 
+@pytest.mark.parametrize("soft", [False, True], ids=["closed", "soft-invalidated"])
 async def test_an_invalidated_connection_is_reopened_on_a_worker_not_on_the_loop(
-    factory: SessionFactory,
+    factory: SessionFactory, soft: bool
 ) -> None:
     store = AsyncStore(factory)
     await store.save_state("r", _state(2))
     pool = factory.writer_engine.pool
     held = [pool.connect() for _ in range(POOL)]
     held[1].close()
-    # Closed and returned to the pool last, so the next checkout takes its record, for which
-    # checkout would open a new connection.
-    held[0].invalidate()
+    # Returned to the pool last, so the next checkout takes its record, for which checkout
+    # would open a new connection (closed now, or marked to be replaced at its next use).
+    held[0].invalidate(soft=soft)
+    held[0].close()
     opened: list[int] = []
     event.listen(pool, "connect", lambda *_: opened.append(threading.get_ident()))
     seen = _CheckoutThreads(factory)
@@ -390,3 +392,104 @@ async def test_an_interrupted_inline_call_gives_the_connection_back_as_it_found_
     assert _pooled_settings(factory) == [(int(WAIT * 1000), AUTOCHECKPOINT_PAGES)] * POOL
     saved = await store.load_state("r")
     assert saved is not None and saved["current_step_index"] == 0
+
+
+async def test_an_interrupt_right_after_the_settings_changed_still_restores_them(
+    factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt (a second Ctrl-C) can land anywhere on the loop's thread; here at the
+    moment busy_timeout and autocheckpoint were just turned off, before the statement."""
+    store = AsyncStore(factory)
+    await store.save_state("r", _state())
+    real = inline_sqlite._stop_waiting
+
+    def interrupted(*args: Any) -> None:
+        real(*args)
+        raise _Interrupt
+
+    monkeypatch.setattr(inline_sqlite, "_stop_waiting", interrupted)
+    with pytest.raises(_Interrupt):
+        await store.save_state("r", _state(9))
+    monkeypatch.undo()
+    assert _pooled_settings(factory) == [(int(WAIT * 1000), AUTOCHECKPOINT_PAGES)] * POOL
+    saved = await store.load_state("r")
+    assert saved is not None and saved["current_step_index"] == 0  # nothing was written
+
+
+class _InterruptingNumber:
+    """A remembered busy timeout whose conversion is interrupted: the restore stops half way."""
+
+    def __int__(self) -> int:
+        raise _Interrupt
+
+
+async def test_a_connection_whose_restore_was_interrupted_is_closed_not_pooled(
+    factory: SessionFactory,
+) -> None:
+    store = AsyncStore(factory)
+    await store.save_state("r", _state())
+    pool = factory.writer_engine.pool
+    held = [pool.connect() for _ in range(POOL)]
+    for conn in held:
+        conn.info[inline_sqlite._BUSY_TIMEOUT_INFO] = _InterruptingNumber()
+        conn.close()
+    with pytest.raises(_Interrupt):
+        await store.save_state("r", _state(3))  # busy_timeout 0 now, and its restore fails
+    for conn in [pool.connect() for _ in range(POOL)]:
+        conn.info.pop(inline_sqlite._BUSY_TIMEOUT_INFO, None)
+        conn.close()
+    # The interrupted connection was closed; its replacement starts with the engine's settings.
+    assert _pooled_settings(factory) == [(int(WAIT * 1000), AUTOCHECKPOINT_PAGES)] * POOL
+
+
+async def test_an_inline_call_never_waits_for_the_registry_of_open_files(
+    factory: SessionFactory,
+) -> None:
+    store = AsyncStore(factory)
+    await store.save_state("r", _state(6))
+    taken, release = threading.Event(), threading.Event()
+
+    def hold_registry() -> None:
+        with registry._lock:
+            taken.set()
+            release.wait(WAIT)
+
+    holder = threading.Thread(target=hold_registry)
+    holder.start()
+    try:
+        taken.wait()
+        started = time.monotonic()
+        load = asyncio.create_task(store.load_state("r"))
+
+        async def let_go() -> tuple[bool, float]:
+            done_before = load.done()
+            release.set()
+            return done_before, time.monotonic() - started
+
+        done_before, waited = await asyncio.create_task(let_go())
+        loaded = await load
+    finally:
+        release.set()
+        holder.join()
+    assert not done_before
+    assert waited < PROMPT  # an inline call waiting for the lock would hold the loop for WAIT
+    assert loaded is not None and loaded["current_step_index"] == 6
+
+
+async def test_after_dispose_the_engine_is_built_again_on_a_worker(
+    factory: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = AsyncStore(factory)
+    await store.save_state("r", _state(8))
+    factory.dispose()  # the schema stays checked; the engine is given back
+    built: list[int] = []
+    real = sessions._sqlite_engine
+
+    def recording(*args: Any) -> Any:
+        built.append(threading.get_ident())
+        return real(*args)
+
+    monkeypatch.setattr(sessions, "_sqlite_engine", recording)
+    loaded = await store.load_state("r")
+    assert loaded is not None and loaded["current_step_index"] == 8
+    assert built and threading.get_ident() not in built

@@ -9,7 +9,8 @@ An operation is a plain function `fn(session, *args, **kwargs)` plus a route:
 
 Declared once on a mixin class, e.g. `add_profiles = write(profiles.add_profiles)`, the same
 attribute is a sync method on `Store` and a coroutine method on `AsyncStore` (which runs the same
-function, through the same route and pools, on a worker thread).
+function, through the same route and pools, on a worker thread; on SQLite, a single statement that
+cannot wait runs on the event loop's thread: reflexio_store.inline_sqlite).
 """
 
 from __future__ import annotations
