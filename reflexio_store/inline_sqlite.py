@@ -45,7 +45,6 @@ from reflexio_store.pool import BoundedQueuePool
 from reflexio_store.sessions import SessionFactory, observed
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
     from sqlalchemy.pool import PoolProxiedConnection
 
     from reflexio_store.store._operation import Operation
@@ -129,18 +128,20 @@ def run_inline(
 
 
 def checkpoint_due(factory: SessionFactory) -> bool:
-    """True once every CHECKPOINT_EVERY inline writes on this factory's pool."""
-    pool = factory.writer_engine.pool
+    """True once every CHECKPOINT_EVERY inline writes on this factory's pool (never builds an
+    engine: this runs on the loop)."""
+    engine = factory.leased_writer_engine()
+    pool = None if engine is None else engine.pool
     if not isinstance(pool, BoundedQueuePool) or pool.inline_writes < CHECKPOINT_EVERY:
         return False
     pool.inline_writes = 0
     return True
 
 
-def checkpoint(engine: Engine) -> None:
+def checkpoint(factory: SessionFactory) -> None:
     """A passive WAL checkpoint (blocking: run it on a worker thread). It never waits for
     readers or writers: what they hold back is left to the next checkpoint."""
-    fairy = engine.raw_connection()
+    fairy = factory.writer_engine.raw_connection()
     try:
         cursor = fairy.cursor()
         try:

@@ -158,7 +158,7 @@ async def _after_inline(factory: SessionFactory) -> None:
     CHECKPOINT_EVERY writes a passive WAL checkpoint on a worker thread."""
     if checkpoint_due(factory):
         try:
-            await run_in_worker(checkpoint, factory.writer_engine)
+            await run_in_worker(checkpoint, factory)
         except Exception as exc:  # the write is committed; the next checkpoint catches up
             log.warning(
                 "A passive WAL checkpoint after inline writes failed (%s); SQLite's "
