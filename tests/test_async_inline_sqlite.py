@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import event as count_outcome
+from hypothesis import strategies as st
 from sqlalchemy import event
 
 from reflexio_store import SessionFactory, StorageConfigSQLite, inline_sqlite, sessions
@@ -493,3 +496,87 @@ async def test_after_dispose_the_engine_is_built_again_on_a_worker(
     loaded = await store.load_state("r")
     assert loaded is not None and loaded["current_step_index"] == 8
     assert built and threading.get_ident() not in built
+
+
+_hostile_values = st.one_of(
+    st.none(),
+    st.text(max_size=8),
+    st.text(alphabet=st.sampled_from(["\x00", "'", '"', ";", "\ud800", "é", " "]), max_size=4),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(),
+    st.booleans(),
+    st.binary(max_size=4),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3), max_size=2),
+)
+_names = st.text(alphabet="abcXYZ09-_.:é", min_size=1, max_size=8)
+_nearly_valid_states = st.fixed_dictionaries(
+    {"status": _names},
+    optional={
+        "current_step_index": st.integers(min_value=-1, max_value=2**31),
+        "pipeline_context": st.dictionaries(_names, st.integers() | st.floats() | _names,
+                                            max_size=3),
+        "metadata": st.dictionaries(_names, st.lists(_names, max_size=2), max_size=2),
+        "pipeline_id": _names,
+    },
+)  # fmt: skip
+
+
+def _mostly(usual: Any, hostile: Any) -> Any:
+    """`usual` three times in four (one_of would flatten `hostile`'s branches and drown it)."""
+    return st.integers(0, 3).flatmap(lambda pick: hostile if pick == 0 else usual)
+
+
+_hostile_states = _mostly(
+    _nearly_valid_states,
+    st.one_of(
+        _hostile_values,
+        st.dictionaries(
+            st.sampled_from(["status", "current_step_index", "total_steps", "pipeline_context",
+                             "metadata", "pipeline_id", "created_at", "run_id", "bogus"]),
+            _hostile_values,
+            max_size=4,
+        ),
+    ),
+)  # fmt: skip
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        return ("ok", call())
+    except Exception as exc:
+        return (type(exc).__name__, str(exc))
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(run_id=_mostly(_names, _hostile_values), state=_hostile_states)
+def test_hostile_arguments_meet_the_same_answer_inline_as_through_store(
+    factory: SessionFactory, run_id: Any, state: Any
+) -> None:
+    """The inline route is a second way into save_state / load_state: the same refusal (our
+    own error, the same message) or the same stored state as Store's route, and every pooled
+    connection keeps its settings whatever was refused."""
+    store, inline = Store(factory), AsyncStore(factory)
+    asyncio.run(inline.save_state("warm", _state()))  # schema checked: calls below run inline
+
+    def inline_save() -> Any:
+        asyncio.run(inline.save_state(run_id, state))
+        return asyncio.run(inline.load_state(run_id))
+
+    def store_save() -> Any:
+        store.save_state(run_id, state)
+        return store.load_state(run_id)
+
+    got = _outcome(inline_save)
+    if got[0] == "ok":
+        store.delete_state(run_id)
+    expected = _outcome(store_save)
+    if got[0] == "ok" and expected[0] == "ok":
+        for saved in (got[1], expected[1]):  # written at different moments
+            saved.pop("created_at"), saved.pop("updated_at")
+    count_outcome(got[0])
+    assert got == expected
+    assert got[0] in ("ok", "ValidationError"), got
+    assert _pooled_settings(factory) == [(int(WAIT * 1000), AUTOCHECKPOINT_PAGES)] * POOL
